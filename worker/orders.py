@@ -1,0 +1,107 @@
+"""Order-level helpers shared by the tasks, the API and the CLI: the adapter's view of an order,
+state changes that also notify, provider pause state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.config import get_settings
+from models.states import OrderState
+from models.tables import Attempt, Number, Order, ProviderState, utcnow
+from models.transitions import move
+from worker.providers.base import Acquired, OrderSpec
+
+
+def spec_of(order: Order) -> OrderSpec:
+    capabilities = order.capabilities or {}
+    settings = get_settings()
+    return OrderSpec(
+        order_id=order.id,
+        provider=order.provider,
+        quantity=order.quantity,
+        country=order.country,
+        number_type=order.number_type,
+        area_code=order.area_code,
+        phone_number=order.phone_number,
+        sms=capabilities.get("sms"),
+        mms=capabilities.get("mms"),
+        options=dict(order.options or {}),
+        reference=order.id,
+        callback_url=f"{settings.public_url.rstrip('/')}/webhooks/{order.provider}/{order.callback_token}",
+    )
+
+
+def change_state(session: Session, order: Order, target: OrderState, reason: str | None) -> bool:
+    """Move the order and, when it moved and has a ``notify_url``, queue the notification in the
+    same transaction."""
+    event = move(session, order, target, reason)
+    if event is not None and order.notify_url:
+        from worker.outbox import enqueue
+
+        session.flush()
+        enqueue(session, "worker.tasks.notify", order.id, event.id)
+    return event is not None
+
+
+def paused(session: Session, provider: str) -> ProviderState | None:
+    state = session.get(ProviderState, provider)
+    return state if state is not None and state.paused else None
+
+
+def set_paused(session: Session, provider: str, paused_now: bool, reason: str | None) -> None:
+    state = session.get(ProviderState, provider)
+    if state is None:
+        state = ProviderState(provider=provider)
+        session.add(state)
+    state.paused = paused_now
+    state.reason = reason
+    state.changed_at = utcnow()
+
+
+def paused_providers(session: Session) -> list[ProviderState]:
+    return list(session.scalars(select(ProviderState).where(ProviderState.paused.is_(True))))
+
+
+def settle(
+    session: Session, order: Order, target: OrderState, error: dict[str, Any] | None
+) -> None:
+    """A permanent end: keep what was acquired (partially_fulfilled) or end as ``target``."""
+    order.last_error = error
+    order.next_attempt_at = None
+    numbers = len(order.numbers)
+    if target in (OrderState.FAILED, OrderState.NEEDS_ACTION) and 0 < numbers < order.quantity:
+        target = OrderState.PARTIALLY_FULFILLED
+    change_state(session, order, target, (error or {}).get("message"))
+
+
+def credit_numbers(
+    session: Session, order: Order, attempt: Attempt | None, numbers: list[Acquired], *, limit: int
+) -> int:
+    """Credit up to ``limit`` numbers that no other order holds. UNIQUE(provider, number) is
+    the guard: two orders reconciling at once can never both take the same number."""
+    credited = 0
+    for acquired in numbers:
+        if credited >= limit:
+            break
+        row = Number(
+            order_id=order.id,
+            attempt_id=attempt.id if attempt else None,
+            provider=order.provider,
+            number=acquired.number,
+            provider_number_id=acquired.provider_number_id,
+            details=acquired.details or None,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            continue  # another order (or this one, on a repeated delivery) holds it
+        if attempt is not None:
+            attempt.number = acquired.number
+        credited += 1
+    session.expire(order, ["numbers"])
+    return credited

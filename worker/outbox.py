@@ -1,0 +1,132 @@
+"""The transactional outbox: a task is written with the change that wants it, published only
+after that change commits, and re-published by a relay until the broker has taken it.
+
+A broker outage delays orders; it never drops them (DESIGN.md section 3).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+import structlog
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from models.db import session_scope
+from models.tables import OutboxMessage, utcnow
+
+log = structlog.get_logger(__name__)
+
+# The relay leaves rows this young to the after-commit publisher, so a task is rarely sent twice.
+RELAY_MIN_AGE = dt.timedelta(seconds=2)
+RELAY_BATCH = 200
+
+
+def enqueue(session: Session, task: str, *args: Any, countdown: float | None = None) -> None:
+    """Write the wish to run ``task(*args)``; it is published after ``session`` commits."""
+    message = OutboxMessage(task=task, args={"args": list(args), "countdown": countdown})
+    session.add(message)
+    session.info.setdefault("outbox", []).append(message)
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_after_commit(session: Session) -> None:
+    """Enqueue only after commit: a task never sees an order its transaction did not keep."""
+    messages: list[OutboxMessage] = session.info.pop("outbox", [])
+    if messages:
+        _publish_and_mark([m.id for m in messages], [(m.task, m.args or {}) for m in messages])
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
+    session.info.pop("outbox", None)
+
+
+def _publish_and_mark(ids: list[int], payloads: list[tuple[str, dict[str, Any]]]) -> int:
+    sent: list[int] = []
+    try:
+        for message_id, (task, args) in zip(ids, payloads, strict=True):
+            _publish(task, args)
+            sent.append(message_id)
+    except Exception as exc:  # the broker is down: the relay retries what is left
+        log.warning("outbox.publish_failed", error=type(exc).__name__, unsent=len(ids) - len(sent))
+    if sent:
+        with session_scope() as session:
+            _mark_sent(session, sent)
+    return len(sent)
+
+
+def _mark_sent(session: Session, ids: list[int]) -> None:
+    session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(sent_at=utcnow()))
+
+
+def _publish(task: str, payload: dict[str, Any]) -> None:
+    from worker.app import app
+
+    app.send_task(
+        task,
+        args=payload.get("args", []),
+        countdown=payload.get("countdown"),
+        retry=False,
+    )
+
+
+def relay_once(limit: int = RELAY_BATCH) -> int:
+    """Publish committed, unsent messages older than ``RELAY_MIN_AGE``. Returns how many.
+
+    Rows stay locked (PostgreSQL: SKIP LOCKED, so relays on several hosts share the work) until
+    they are marked sent in the same transaction.
+    """
+    cutoff = utcnow() - RELAY_MIN_AGE
+    with session_scope() as session:
+        query = (
+            select(OutboxMessage)
+            .where(OutboxMessage.sent_at.is_(None), OutboxMessage.created_at <= cutoff)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        sent: list[int] = []
+        for message in session.scalars(query):
+            try:
+                _publish(message.task, message.args or {})
+            except Exception as exc:
+                log.warning("outbox.relay_publish_failed", error=type(exc).__name__)
+                break
+            sent.append(message.id)
+        if sent:
+            _mark_sent(session, sent)
+    return len(sent)
+
+
+def backlog(session: Session) -> int:
+    from sqlalchemy import func
+
+    return (
+        session.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
+        )
+        or 0
+    )
+
+
+class RelayThread(threading.Thread):
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="outbox-relay", daemon=True)
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                while relay_once() == RELAY_BATCH:
+                    pass
+            except Exception as exc:  # keep relaying: a database blip must not end the thread
+                log.warning("outbox.relay_failed", error=repr(exc))
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()

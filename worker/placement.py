@@ -1,0 +1,499 @@
+"""Placing an order with its provider: claim it, settle unknown outcomes, rent exactly once.
+
+Every purchase is recorded (committed) before it is sent and its outcome after; an attempt
+whose outcome is unknown is reconciled against what the account owns before anything is sent
+again (DESIGN.md section 1). The adapter talks HTTP; this module owns the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from models.config import Settings, get_settings
+from models.db import session_scope
+from models.states import OrderState
+from models.tables import Attempt, Order, utcnow
+from worker.delayed import apply_request_status
+from worker.orders import change_state, credit_numbers, paused, set_paused, settle, spec_of
+from worker.outbox import enqueue
+from worker.providers.base import (
+    OrderSpec,
+    Provider,
+    ProviderError,
+    Purchase,
+)
+from worker.providers.registry import UnconfiguredProvider, get_client
+from worker.retry import RetryPolicy
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+S = OrderState
+WORKABLE = (S.QUEUED.value, S.IN_PROGRESS.value)
+# Purchase outcomes that leave the provider's side unknown: reconcile before sending again.
+UNSETTLED = (None, "ambiguous", "unattributed")
+MAX_SEARCHES = 3
+PLACE_TASK = "worker.tasks.place_order"
+
+
+class ClaimLost(Exception):
+    """Another task holds the order now (ours expired): stop before sending anything."""
+
+
+# -- claiming -------------------------------------------------------------------------------
+
+
+def claim(order_id: str, task_id: str, ttl_s: float) -> bool:
+    """Take the order for this task, atomically. Only one task at a time works an order; a
+    claim left by a killed worker expires and the sweep re-drives the order."""
+    now = utcnow()
+    with session_scope() as session:
+        result = session.execute(
+            update(Order)
+            .where(
+                Order.id == order_id,
+                Order.state.in_(WORKABLE),
+                or_(Order.claim_expires_at.is_(None), Order.claim_expires_at < now),
+            )
+            .values(claimed_by=task_id, claim_expires_at=now + dt.timedelta(seconds=ttl_s))
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(order_id: str, task_id: str) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.claimed_by == task_id)
+            .values(claimed_by=None, claim_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _wake_later(order_id: str, seconds: float) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.state.in_(WORKABLE))
+            .values(next_attempt_at=utcnow() + dt.timedelta(seconds=seconds))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def place(order_id: str, task_id: str) -> None:
+    """The body of the ``place_order`` task."""
+    settings = get_settings()
+    if not claim(order_id, task_id, settings.claim_ttl_s):
+        log.info("order.not_claimed", order_id=order_id)
+        return
+    try:
+        Placement(order_id, task_id, settings).run()
+    except ClaimLost:
+        log.warning("order.claim_lost", order_id=order_id)
+    except Exception:
+        # A bug or a database blip: make sure the sweep looks at the order again.
+        _wake_later(order_id, settings.claim_ttl_s)
+        raise
+    finally:
+        release(order_id, task_id)
+
+
+# -- one run over an order ------------------------------------------------------------------
+
+
+@dataclass
+class Placement:
+    order_id: str
+    task_id: str
+    settings: Settings
+    policy: RetryPolicy = field(init=False)
+    client: Provider = field(init=False)
+    spec: OrderSpec = field(init=False)
+    voice_only: bool = False
+    tried: set[str] = field(default_factory=set)
+    candidates: list[str] = field(default_factory=list)
+    searches: int = 0
+
+    def __post_init__(self) -> None:
+        self.policy = RetryPolicy.from_settings(self.settings)
+
+    def run(self) -> None:
+        if not self._start():
+            return
+        if not self._settle_unknown_outcomes():
+            return
+        if self.client.rents_one_per_call:
+            while self._needed() > 0:
+                if not self._rent_one():
+                    return
+            self._finish()
+        else:
+            self._rent_all()
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _start(self) -> bool:
+        """Mark the order in progress; stop if the provider is paused or unusable."""
+        with session_scope() as session:
+            order = self._order(session)
+            if order.state not in WORKABLE:
+                return False
+            pause = paused(session, order.provider)
+            if pause is not None:
+                self._wait_for_resume(session, order, pause.reason)
+                return False
+            try:
+                self.client = get_client(order.provider, self.settings)
+            except UnconfiguredProvider:
+                error = {
+                    "code": "provider_unconfigured",
+                    "message": f"{order.provider} has no credentials configured",
+                }
+                settle(session, order, S.FAILED, error)
+                return False
+            if order.state == S.QUEUED:
+                change_state(session, order, S.IN_PROGRESS, "picked up by a worker")
+            if order.deadline_at is None:
+                order.deadline_at = utcnow() + dt.timedelta(seconds=self.policy.deadline_s)
+            order.next_attempt_at = None
+            self.spec = spec_of(order)
+            self.voice_only = self._had_voice_only(session)
+            self.tried = self._unavailable_numbers(session)
+        return True
+
+    def _settle_unknown_outcomes(self) -> bool:
+        """Reconcile every purchase whose outcome is unknown. False: stop this run."""
+        with session_scope() as session:
+            unknown = list(
+                session.scalars(
+                    select(Attempt).where(
+                        Attempt.order_id == self.order_id,
+                        Attempt.operation == "purchase",
+                        or_(
+                            Attempt.outcome.is_(None),
+                            Attempt.outcome.in_(["ambiguous", "unattributed"]),
+                        ),
+                    )
+                )
+            )
+        for attempt in unknown:
+            try:
+                found = self._call(
+                    "reconcile",
+                    attempt.request,
+                    lambda a=attempt: self.client.reconcile(
+                        self.spec, a.request or {}, a.started_at
+                    ),
+                )
+            except ProviderError as error:
+                return self._on_error(None, error)
+            if not self._apply_reconciliation(attempt, found):
+                return False
+        return True
+
+    def _apply_reconciliation(self, attempt: Attempt, found: Purchase | None) -> bool:
+        with session_scope() as session:
+            row = session.get(Attempt, attempt.id)
+            assert row is not None
+            order = self._order(session)
+            if found is not None and found.request_id:
+                # A delayed request was created after all: follow it, never create another.
+                row.outcome = "success"
+                apply_request_status(session, order, row, found, self.settings)
+                return False
+            credited = credit_numbers(session, order, row, found.numbers if found else [], limit=1)
+            if credited:
+                row.outcome = "success"
+                row.error = (row.error or "") + " [reconciled: the provider had rented it]"
+                return True
+            if row.outcome == "unattributed":
+                # The provider said it rented; the number is not listed yet. Never re-send.
+                error = {
+                    "code": "unattributed",
+                    "message": "rented, but the number is not listed yet",
+                }
+                return self._schedule_retry(session, order, error, None)
+            row.outcome = "not_rented"
+            row.finished_at = row.finished_at or utcnow()
+            return True
+
+    def _rent_one(self) -> bool:
+        """One purchase for one number. True: go on with the next number."""
+        candidate = None
+        if self.client.needs_candidates:
+            try:
+                candidate = self._next_candidate()
+            except ProviderError as error:
+                return self._on_error(None, error)
+            if candidate is None:
+                return self._give_up("no_candidates", "no available number matches the order")
+        body = self.client.build_request(self.spec, candidate, voice_only=self.voice_only)
+        attempt_id = self._begin_attempt(body, candidate)
+        started = time.monotonic()
+        try:
+            result = self.client.purchase(body)
+        except ProviderError as error:
+            self._end_attempt(attempt_id, started, error)
+            return self._on_error(attempt_id, error, candidate)
+        return self._on_purchase(attempt_id, started, result, body)
+
+    def _rent_all(self) -> None:
+        """Providers that deliver the whole quantity from one request (cm)."""
+        body = self.client.build_request(self.spec, None)
+        attempt_id = self._begin_attempt(body, None)
+        started = time.monotonic()
+        try:
+            result = self.client.purchase(body)
+        except ProviderError as error:
+            self._end_attempt(attempt_id, started, error)
+            self._on_error(attempt_id, error)
+            return
+        with session_scope() as session:
+            order = self._order(session)
+            attempt = session.get(Attempt, attempt_id)
+            assert attempt is not None
+            self._close_attempt(attempt, started, "success")
+            apply_request_status(session, order, attempt, result, self.settings)
+
+    # -- purchase outcomes ------------------------------------------------------------------
+
+    def _on_purchase(
+        self, attempt_id: int, started: float, result: Purchase, body: dict[str, Any]
+    ) -> bool:
+        with session_scope() as session:
+            order = self._order(session)
+            attempt = session.get(Attempt, attempt_id)
+            assert attempt is not None
+            if result.numbers:
+                self._close_attempt(attempt, started, "success")
+                credit_numbers(session, order, attempt, result.numbers, limit=len(result.numbers))
+                order.retry_count = 0
+                return True
+            # Rented, number not in the answer (close's empty 201): find it by listing.
+            self._close_attempt(attempt, started, "unattributed")
+        try:
+            found = self._call(
+                "reconcile",
+                body,
+                lambda: self.client.reconcile(self.spec, body, attempt.started_at),
+            )
+        except ProviderError as error:
+            return self._on_error(None, error)
+        return self._apply_reconciliation(attempt, found)
+
+    def _on_error(
+        self, attempt_id: int | None, error: ProviderError, candidate: str | None = None
+    ) -> bool:
+        """Map the error to what happens next. True: go on renting in this run."""
+        log.info(
+            "provider.error",
+            order_id=self.order_id,
+            provider=error.provider,
+            kind=error.kind,
+            status=error.status_code,
+            code=error.provider_code,
+        )
+        kind = error.kind
+        if kind == "voice_only" and not self.voice_only and self.spec.sms is not True:
+            self.voice_only = True  # seed 000: try again with with_sms=false
+            return True
+        if kind == "unavailable" and candidate is not None:
+            self.tried.add(candidate)
+            return True
+        with session_scope() as session:
+            order = self._order(session)
+            if kind == "transient":
+                return self._schedule_retry(session, order, error.as_dict(), error.retry_after)
+            if kind == "auth":
+                set_paused(
+                    session, order.provider, True, f"credentials refused ({error.status_code})"
+                )
+                self._wait_for_resume(session, order, "credentials refused")
+                order.last_error = error.as_dict()
+                return False
+            if kind == "billing":
+                set_paused(session, order.provider, True, f"billing error: {error.message}")
+            target = S.NEEDS_ACTION if kind == "needs_action" else S.FAILED
+            settle(session, order, target, error.as_dict())
+            return False
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        with session_scope() as session:
+            order = self._order(session)
+            change_state(session, order, S.FULFILLED, f"{len(order.numbers)} number(s) acquired")
+            order.last_error = None
+
+    def _schedule_retry(
+        self, session: Session, order: Order, error: dict[str, Any], retry_after: float | None
+    ) -> bool:
+        now = utcnow()
+        when = self.policy.next_attempt(
+            retry_after, order.retry_count, now, order.deadline_at or now
+        )
+        order.last_error = error
+        if when is None:
+            tries = order.retry_count + 1
+            settle(
+                session,
+                order,
+                S.FAILED,
+                {**error, "message": f"gave up after {tries} tries: {error['message']}"},
+            )
+            return False
+        order.retry_count += 1
+        order.next_attempt_at = when
+        delay = (when - now).total_seconds()
+        if delay <= self.settings.countdown_limit_s:
+            enqueue(session, PLACE_TASK, order.id, countdown=delay)
+        return False
+
+    def _give_up(self, code: str, message: str) -> bool:
+        with session_scope() as session:
+            settle(session, self._order(session), S.FAILED, {"code": code, "message": message})
+        return False
+
+    def _wait_for_resume(self, session: Session, order: Order, reason: str | None) -> None:
+        """A paused provider: the order waits, queued and visible, until an operator resumes."""
+        order.next_attempt_at = None
+        order.last_error = {"code": "provider_paused", "message": reason or "provider paused"}
+        if order.state == S.IN_PROGRESS:
+            change_state(session, order, S.QUEUED, f"{order.provider} paused: {reason}")
+
+    # -- records ----------------------------------------------------------------------------
+
+    def _begin_attempt(self, body: dict[str, Any], candidate: str | None) -> int:
+        """Commit the attempt before the call: if we die mid-call, it is found unsettled."""
+        with session_scope() as session:
+            order = self._order(session)
+            if order.claimed_by != self.task_id:
+                raise ClaimLost(self.order_id)
+            order.claim_expires_at = utcnow() + dt.timedelta(seconds=self.settings.claim_ttl_s)
+            order.attempt_count += 1
+            attempt = Attempt(
+                order_id=order.id,
+                provider=order.provider,
+                operation="purchase",
+                request=body,
+                number=candidate,
+            )
+            session.add(attempt)
+            session.flush()
+            return attempt.id
+
+    def _end_attempt(self, attempt_id: int, started: float, error: ProviderError) -> None:
+        outcome = (
+            "ambiguous"
+            if type(error).__name__ == "AmbiguousOutcome"
+            else ("transient" if error.kind == "transient" else "permanent")
+        )
+        with session_scope() as session:
+            attempt = session.get(Attempt, attempt_id)
+            assert attempt is not None
+            self._close_attempt(attempt, started, outcome, error=error)
+
+    @staticmethod
+    def _close_attempt(
+        attempt: Attempt,
+        started: float,
+        outcome: str,
+        *,
+        error: ProviderError | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        attempt.outcome = outcome
+        attempt.finished_at = utcnow()
+        attempt.duration_ms = round((time.monotonic() - started) * 1000, 2)
+        if error is not None:
+            attempt.status_code = error.status_code
+            attempt.provider_code = error.provider_code
+            attempt.error = f"{error.kind}: {error.message}"
+
+    def _call(self, operation: str, request: Any, fn: Callable[[], T]) -> T:
+        """A read call (search, list, fetch): timed and recorded after it returns."""
+        started_at, started = utcnow(), time.monotonic()
+        error: ProviderError | None = None
+        try:
+            return fn()
+        except ProviderError as exc:
+            error = exc
+            raise
+        finally:
+            with session_scope() as session:
+                attempt = Attempt(
+                    order_id=self.order_id,
+                    provider=self.spec.provider,
+                    operation=operation,
+                    request=request,
+                    started_at=started_at,
+                )
+                self._close_attempt(
+                    attempt,
+                    started,
+                    "success"
+                    if error is None
+                    else "transient"
+                    if error.kind == "transient"
+                    else "permanent",
+                    error=error,
+                )
+                session.add(attempt)
+
+    def _next_candidate(self) -> str | None:
+        if self.spec.phone_number:
+            return None if self.spec.phone_number in self.tried else self.spec.phone_number
+        while not self.candidates:
+            if self.searches >= MAX_SEARCHES:
+                return None
+            self.searches += 1
+            limit = self._needed() + 5
+            found = self._call(
+                "search", {"limit": limit}, lambda n=limit: self.client.search(self.spec, n)
+            )
+            self.candidates = [c for c in found if c not in self.tried]
+            if not found:
+                return None
+        return self.candidates.pop(0)
+
+    def _needed(self) -> int:
+        with session_scope() as session:
+            order = self._order(session)
+            return order.quantity - len(order.numbers)
+
+    def _had_voice_only(self, session: Session) -> bool:
+        return (
+            self.spec.sms is not True
+            and session.scalar(
+                select(Attempt.id)
+                .where(Attempt.order_id == self.order_id, Attempt.provider_code == "has-voice-only")
+                .limit(1)
+            )
+            is not None
+        )
+
+    def _unavailable_numbers(self, session: Session) -> set[str]:
+        rows = session.scalars(
+            select(Attempt.number).where(
+                Attempt.order_id == self.order_id,
+                Attempt.operation == "purchase",
+                Attempt.outcome == "permanent",
+                Attempt.number.is_not(None),
+            )
+        )
+        return {n for n in rows if n}
+
+    def _order(self, session: Session) -> Order:
+        order = session.get(Order, self.order_id)
+        if order is None:
+            raise LookupError(self.order_id)
+        return order

@@ -1,0 +1,67 @@
+"""The providers the service knows, by key, and one client per provider per process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from models.config import Settings, get_settings
+from worker.providers.base import Provider
+from worker.providers.close import CloseClient
+
+PROVIDERS: dict[str, Any] = {
+    "close": CloseClient,
+}
+
+_clients: dict[tuple[int, str], Provider] = {}
+_lock = threading.Lock()
+
+
+class UnknownProvider(KeyError):
+    pass
+
+
+class UnconfiguredProvider(RuntimeError):
+    pass
+
+
+def provider_names() -> list[str]:
+    return list(PROVIDERS)
+
+
+def is_configured(name: str, settings: Settings | None = None) -> bool:
+    cls = PROVIDERS.get(name)
+    return cls is not None and bool(cls.configured(settings or get_settings()))
+
+
+def adapter_class(name: str) -> Any:
+    try:
+        return PROVIDERS[name]
+    except KeyError:
+        raise UnknownProvider(name) from None
+
+
+def get_client(name: str, settings: Settings | None = None) -> Provider:
+    """The process's pooled client for ``name`` (keep-alive connections are reused across
+    tasks; a forked child builds its own)."""
+    settings = settings or get_settings()
+    key = (os.getpid(), name)
+    client = _clients.get(key)
+    if client is None:
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                cls = adapter_class(name)
+                if not cls.configured(settings):
+                    raise UnconfiguredProvider(name)
+                client = cls(settings)
+                _clients[key] = client
+    return client
+
+
+def reset_clients() -> None:
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
