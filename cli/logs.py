@@ -36,3 +36,5 @@ def configure_logging(level: int = logging.INFO) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+    # httpx logs every request at INFO: noise in the CLI, and URLs may carry tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-
-from models.config import get_settings
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -39,10 +35,9 @@ def run_gunicorn(host: str, port: int, workers: int) -> None:
     ).run()
 
 
-def _beat_schedule_file() -> str:
-    return str(
-        Path(tempfile.gettempdir()) / f"numbers-beat-{abs(hash(get_settings().database_url))}"
-    )
+# The only schedule is the sweep, every few seconds: nothing worth persisting, and a schedule
+# file left by a killed process can stall the next beat.
+SCHEDULER = "celery.beat:Scheduler"
 
 
 def run_worker(*, pool: str, concurrency: int, beat: bool, queues: str, loglevel: str) -> None:
@@ -56,12 +51,22 @@ def run_worker(*, pool: str, concurrency: int, beat: bool, queues: str, loglevel
         f"--loglevel={loglevel}",
         "-E",
     ]
+    service = None
     if beat:
-        argv += ["--beat", f"--schedule={_beat_schedule_file()}"]
-    app.worker_main(argv)
+        # Beat as a thread of this process, not Celery's forked -B process: a fork taken while
+        # the relay thread holds a lock can leave the child deadlocked.
+        from celery.beat import EmbeddedService
+
+        service = EmbeddedService(app, thread=True, scheduler_cls=SCHEDULER)
+        service.start()
+    try:
+        app.worker_main(argv)
+    finally:
+        if service is not None:
+            service.stop()
 
 
 def run_beat(loglevel: str) -> None:
     from worker import app
 
-    app.start(["beat", f"--loglevel={loglevel}", f"--schedule={_beat_schedule_file()}"])
+    app.start(["beat", f"--loglevel={loglevel}", f"--scheduler={SCHEDULER}"])

@@ -314,11 +314,9 @@ class Placement:
             if kind == "transient":
                 return self._schedule_retry(session, order, error.as_dict(), error.retry_after)
             if kind == "auth":
-                set_paused(
-                    session, order.provider, True, f"credentials refused ({error.status_code})"
-                )
-                self._wait_for_resume(session, order, "credentials refused")
-                order.last_error = error.as_dict()
+                reason = f"credentials refused ({error.status_code})"
+                set_paused(session, order.provider, True, reason)
+                self._wait_for_resume(session, order, reason, error.status_code)
                 return False
             if kind == "billing":
                 set_paused(session, order.provider, True, f"billing error: {error.message}")
@@ -363,10 +361,16 @@ class Placement:
             settle(session, self._order(session), S.FAILED, {"code": code, "message": message})
         return False
 
-    def _wait_for_resume(self, session: Session, order: Order, reason: str | None) -> None:
+    def _wait_for_resume(
+        self, session: Session, order: Order, reason: str | None, http_status: int | None = None
+    ) -> None:
         """A paused provider: the order waits, queued and visible, until an operator resumes."""
         order.next_attempt_at = None
-        order.last_error = {"code": "provider_paused", "message": reason or "provider paused"}
+        order.last_error = {
+            "code": "provider_paused",
+            "message": f"{order.provider} is paused: {reason or 'by an operator'}",
+            "http_status": http_status,
+        }
         if order.state == S.IN_PROGRESS:
             change_state(session, order, S.QUEUED, f"{order.provider} paused: {reason}")
 

@@ -9,9 +9,15 @@ from typing import Any
 from models.config import Settings, get_settings
 from worker.providers.base import Provider
 from worker.providers.close import CloseClient
+from worker.providers.cm import CMClient
+from worker.providers.identitycall import IdentityCallClient
+from worker.providers.signalwire import SignalWireClient
 
 PROVIDERS: dict[str, Any] = {
     "close": CloseClient,
+    "signalwire": SignalWireClient,
+    "identitycall": IdentityCallClient,
+    "cm": CMClient,
 }
 
 _clients: dict[tuple[int, str], Provider] = {}
