@@ -66,8 +66,6 @@ def demo_environment(workdir: Path, sandbox_url: str, web_url: str, token: str) 
 
 def demo_orders(count: int) -> list[dict[str, Any]]:
     """A mix that reaches every kind of outcome, cycled to ``count`` orders."""
-    from worker.providers.registry import PROVIDERS
-
     mix: list[dict[str, Any]] = [
         {"provider": "close", "country": "US", "area_code": "415", "number_type": "local"},
         {"provider": "close", "country": "US", "area_code": "212", "capabilities": {"sms": True}},
@@ -76,31 +74,43 @@ def demo_orders(count: int) -> list[dict[str, Any]]:
         {"provider": "close", "country": "GB", "area_code": "666"},  # needs-more-info
         {"provider": "close", "country": "US", "area_code": "999"},  # error
     ]
-    if "signalwire" in PROVIDERS:
-        mix += [
-            {"provider": "signalwire", "country": "US", "area_code": "646"},
-            {"provider": "signalwire", "country": "US", "phone_number": "+14155550000"},  # gone
-        ]
-    if "identitycall" in PROVIDERS:
-        mix += [
-            {"provider": "identitycall", "country": "US", "number_type": "local"},
-            {"provider": "identitycall", "country": "DE", "options": {"requirement_group_id": 13}},
-        ]
-    if "cm" in PROVIDERS:
-        mix += [
-            {
-                "provider": "cm",
-                "country": "NL",
-                "area_code": "20",
-                "options": {"company_profile_id": "6f1c2b1e-6d1a-4f47-9a43-3f1f0e0c7b11"},
-            },
-            {
-                "provider": "cm",
-                "country": "NL",
-                "area_code": "201",
-                "options": {"company_profile_id": "6f1c2b1e-6d1a-4f47-9a43-3f1f0e0c7b11"},
-            },
-        ]
+    profile = {"company_profile_id": "6f1c2b1e-6d1a-4f47-9a43-3f1f0e0c7b11"}
+    mix += [
+        {"provider": "signalwire", "country": "US", "area_code": "646", "number_type": "local"},
+        {"provider": "signalwire", "country": "US", "area_code": "200"},  # stale candidate first
+        {"provider": "signalwire", "country": "US", "phone_number": "+14155550000"},  # gone
+        {"provider": "identitycall", "country": "US", "number_type": "local"},
+        {"provider": "identitycall", "country": "US", "options": {"requirement_group_id": 13}},
+        {
+            "provider": "cm",
+            "country": "NL",
+            "number_type": "local",
+            "area_code": "20",
+            "options": profile,
+        },
+        {
+            "provider": "cm",
+            "country": "NL",
+            "number_type": "local",
+            "area_code": "201",
+            "options": profile,
+        },
+        {
+            "provider": "cm",
+            "country": "NL",
+            "number_type": "local",
+            "area_code": "666",
+            "options": profile,
+        },
+        {
+            "provider": "cm",
+            "country": "NL",
+            "number_type": "local",
+            "area_code": "777",
+            "quantity": 4,
+            "options": profile,
+        },
+    ]
     return [dict(mix[i % len(mix)], reference=f"demo-{i}") for i in range(count)]
 
 

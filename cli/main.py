@@ -190,9 +190,9 @@ def order_list(
     from sqlalchemy.orm import selectinload
 
     from models.db import session_factory
+    from models.serialize import order_json
     from models.states import OrderState
     from models.tables import Order
-    from webhooks.serialize import order_json
 
     if state is not None and state not in {s.value for s in OrderState}:
         fail(f"--state must be one of {', '.join(s.value for s in OrderState)}")
@@ -246,8 +246,8 @@ def _steer(order_id: str, action: str) -> None:
 def _order(session: Any, order_id: str, attempts: bool = False) -> dict[str, Any]:
     from sqlalchemy import select
 
+    from models.serialize import iso, order_json
     from models.tables import Attempt, Order
-    from webhooks.serialize import iso, order_json
 
     found = session.get(Order, order_id)
     if found is None:
@@ -339,6 +339,69 @@ def stats(as_json: bool) -> None:
     from cli.stats import collect
 
     emit(collect(), as_json, stats_view)
+
+
+@cli.group()
+def webhooks() -> None:
+    """Stored provider callback deliveries."""
+
+
+@webhooks.command("list")
+@click.option("--status", default=None, help="received, processed, ignored, unknown_token, failed")
+@click.option("--order", "order_id", default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+def webhooks_list(status: str | None, order_id: str | None, limit: int, as_json: bool) -> None:
+    """List stored deliveries, newest first (bodies are shown by --json)."""
+    from sqlalchemy import select
+
+    from cli.output import deliveries_table
+    from models.db import session_factory
+    from models.serialize import iso
+    from models.tables import WebhookDelivery
+
+    query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit)
+    if status:
+        query = query.where(WebhookDelivery.status == status)
+    if order_id:
+        query = query.where(WebhookDelivery.order_id == order_id)
+    with session_factory()() as session:
+        rows = [
+            {
+                "id": d.id,
+                "provider": d.provider,
+                "order_id": d.order_id,
+                "status": d.status,
+                "received_at": iso(d.received_at),
+                "processed_at": iso(d.processed_at),
+                "size": len(d.body),
+                "error": d.error,
+                "headers": d.headers,
+                "body": d.body.decode("utf-8", "replace"),
+            }
+            for d in session.scalars(query)
+        ]
+    emit(rows, as_json, deliveries_table)
+
+
+@webhooks.command("replay")
+@click.argument("delivery_id", type=int)
+def webhooks_replay(delivery_id: int) -> None:
+    """Process a stored delivery again (its order is re-read from the provider)."""
+    from models.db import session_factory
+    from models.tables import WebhookDelivery
+    from worker.outbox import enqueue
+
+    with session_factory()() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            fail(f"no delivery with id {delivery_id}")
+        if delivery.order_id is None:
+            fail(f"delivery {delivery_id} matched no order ({delivery.status}); nothing to replay")
+        delivery.status = "received"
+        enqueue(session, "worker.tasks.process_callback", delivery.id)
+        session.commit()
+    click.echo(f"delivery {delivery_id} queued for processing")
 
 
 def _known_provider(name: str) -> None:

@@ -98,3 +98,18 @@ def stats_view(stats: dict[str, Any]) -> Table:
     table.add_row("paused providers", ", ".join(stats["paused"]) or "-")
     table.add_row("outbox backlog", str(stats["outbox_backlog"]))
     return table
+
+
+def deliveries_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("id", "provider", "order", "status", "received", "size", "error")
+    for d in rows:
+        table.add_row(
+            str(d["id"]),
+            d["provider"],
+            d["order_id"] or "-",
+            d["status"],
+            d["received_at"],
+            str(d["size"]),
+            d["error"] or "",
+        )
+    return table

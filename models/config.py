@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     cm_account_id: str = ""
 
     notify_secret: str = ""
+    # Standard Webhooks' retry schedule (seconds after the previous try): then give up.
+    notify_schedule_s: str = "0,5,300,1800,7200,18000,36000,36000"
+    notify_timeout_s: float = 10.0
     callback_grace_s: float = 900.0
 
     # Retry policy (DESIGN.md section 2).
@@ -63,6 +66,9 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    def notify_schedule(self) -> list[float]:
+        return [float(x) for x in self.notify_schedule_s.split(",") if x.strip()]
 
     def tokens(self) -> list[str]:
         return [t.strip() for t in self.api_tokens.split(",") if t.strip()]

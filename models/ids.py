@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 
@@ -21,3 +22,7 @@ def new_id(prefix: str) -> str:
 def new_token() -> str:
     """A per-order callback token: 256 bits, URL-safe."""
     return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

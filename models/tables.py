@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from models.ids import new_id, new_token
+from models.ids import new_id, new_token, token_hash
 
 
 def utcnow() -> dt.datetime:
@@ -57,6 +58,10 @@ BigIntId = Annotated[
 ]
 
 
+def _hash_of_token(context: Any) -> str:
+    return token_hash(context.get_current_parameters()["callback_token"])
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -79,7 +84,10 @@ class Order(Base):
     reference: Mapped[str | None] = mapped_column(String(255), index=True)
     notify_url: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[Json] = mapped_column("metadata", JSON, nullable=True)
+    # The per-order callback token goes into the URL given to the provider; it is looked up
+    # by its hash (so lookups leak nothing about it) and then compared in constant time.
     callback_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_token)
+    callback_token_hash: Mapped[str] = mapped_column(String(64), default=_hash_of_token)
 
     last_error: Mapped[Json]
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -114,6 +122,7 @@ class Order(Base):
         Index("ix_orders_state_provider", "state", "provider"),
         Index("ix_orders_state_next_attempt", "state", "next_attempt_at"),
         Index("ix_orders_state_created", "state", "created_at"),
+        Index("ix_orders_callback_token_hash", "callback_token_hash", unique=True),
     )
 
 
@@ -174,6 +183,61 @@ class Number(Base):
     order: Mapped[Order] = relationship(back_populates="numbers")
 
     __table_args__ = (UniqueConstraint("provider", "number", name="uq_numbers_provider_number"),)
+
+
+class WebhookDelivery(Base):
+    """Every POST a provider made to a callback URL, stored raw before anything else, so that
+    nothing is lost, malformed deliveries included. Secrets in headers are redacted."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[BigIntId]
+    provider: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("orders.id"), index=True)
+    received_at: Mapped[Timestamp]
+    headers: Mapped[Json]
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    # received | processed | ignored | unknown_token | failed
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    processed_at: Mapped[OptTimestamp]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_webhook_deliveries_status_received", "status", "received_at"),)
+
+
+class Notification(Base):
+    """One upstream notification per order event, delivered (Standard Webhooks) with retries.
+    ``webhook_id`` is the stable ``webhook-id`` header across every retry."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[BigIntId]
+    order_id: Mapped[OrderRef]
+    event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), unique=True)
+    webhook_id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id("msg"))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[Json]
+    # pending | delivered | failed | gone
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[OptTimestamp]
+    created_at: Mapped[Timestamp]
+    delivered_at: Mapped[OptTimestamp]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_notifications_status_next", "status", "next_attempt_at"),)
+
+
+class NotificationAttempt(Base):
+    __tablename__ = "notification_attempts"
+
+    id: Mapped[BigIntId]
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
+    at: Mapped[Timestamp]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class OutboxMessage(Base):

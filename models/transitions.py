@@ -20,12 +20,11 @@ def move(
         raise IllegalTransition(current, target)
     order.state = target.value
     order.updated_at = utcnow()
-    session.add(
-        OrderEvent(
-            order_id=order.id, from_state=current.value, to_state=target.value, reason=reason
-        )
+    event = OrderEvent(
+        order_id=order.id, from_state=current.value, to_state=target.value, reason=reason
     )
-    return True
+    session.add(event)
+    return event
 
 
 def record_created(session: Session, order: Order) -> None:

@@ -19,7 +19,17 @@ from sqlalchemy import create_engine, text
 from tests.conftest import API_TOKEN, DB_NAME, RUN_DIR, SANDBOX_PORT, SANDBOX_URL, TEST_ENV
 
 TERMINAL = {"fulfilled", "partially_fulfilled", "needs_action", "failed", "cancelled"}
-TABLES = ("numbers", "attempts", "order_events", "outbox", "orders", "provider_states")
+TABLES = (
+    "notification_attempts",
+    "notifications",
+    "webhook_deliveries",
+    "numbers",
+    "attempts",
+    "order_events",
+    "outbox",
+    "orders",
+    "provider_states",
+)
 
 
 def is_postgres() -> bool:
@@ -241,3 +251,53 @@ def wait_settled(order_id: str, timeout: float = 45.0) -> str:
         timeout,
         what=f"order {order_id} to settle",
     )
+
+
+class Receiver:
+    """A real HTTP server that records what is POSTed to it and answers scripted statuses."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        from werkzeug.serving import make_server
+        from werkzeug.wrappers import Request, Response
+
+        self.requests: list[dict[str, Any]] = []
+        self.statuses = list(statuses or [])
+
+        @Request.application  # type: ignore[misc]
+        def app(request: Request) -> Response:
+            self.requests.append(
+                {"path": request.path, "headers": dict(request.headers), "body": request.get_data()}
+            )
+            status = self.statuses.pop(0) if self.statuses else 200
+            return Response("ok", status=status)
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def web_server() -> Iterator[str]:
+    """The real Flask app on a real threaded HTTP server (providers' callbacks reach it)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from webhooks import create_app
+
+    server = make_server("127.0.0.1", 0, create_app(), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()

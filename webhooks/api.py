@@ -10,12 +10,12 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from models.serialize import order_json
 from models.states import OrderState
 from models.tables import Order
 from webhooks.auth import require_token
 from webhooks.db import db
 from webhooks.errors import ApiError, invalid, strict_json
-from webhooks.serialize import order_json
 from worker import intake, steering
 from worker.providers.base import FieldIssue
 from worker.providers.registry import PROVIDERS

@@ -11,7 +11,7 @@ from models.db import session_factory
 def db() -> Session:
     if "db" not in g:
         g.db = session_factory()()
-    return g.db  # type: ignore[no-any-return]
+    return g.db
 
 
 def close_db(_exc: BaseException | None = None) -> None:

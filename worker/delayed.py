@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from models.config import Settings
 from models.states import RANK, TERMINAL, OrderState
 from models.tables import Attempt, Order, utcnow
-from worker.orders import change_state, credit_numbers, settle
+from worker.orders import change_state, credit_numbers, expected_numbers, settle
 from worker.providers.base import Purchase
 
 S = OrderState
@@ -45,18 +45,18 @@ def apply_request_status(
 
 
 def _fulfil(session: Session, order: Order, attempt: Attempt | None, result: Purchase) -> None:
-    credit_numbers(session, order, attempt, result.numbers, limit=order.quantity)
+    wanted = expected_numbers(order)
+    credit_numbers(session, order, attempt, result.numbers, limit=wanted)
     got = len(order.numbers)
     order.flagged = None
     order.next_attempt_at = None
-    if got >= order.quantity:
+    if got >= wanted:
         order.last_error = None
         _move_forward(session, order, S.FULFILLED, f"{got} number(s) assigned ({result.status})")
     else:
-        order.last_error = _error(
-            "partial_delivery", result, f"{got} of {order.quantity} numbers assigned"
-        )
-        _move_forward(session, order, S.PARTIALLY_FULFILLED, order.last_error["message"])
+        message = f"{got} of {wanted} numbers assigned"
+        order.last_error = _error("partial_delivery", result, message)
+        _move_forward(session, order, S.PARTIALLY_FULFILLED, message)
 
 
 def _wait(session: Session, order: Order, result: Purchase, settings: Settings) -> None:

@@ -66,6 +66,13 @@ def paused_providers(session: Session) -> list[ProviderState]:
     return list(session.scalars(select(ProviderState).where(ProviderState.paused.is_(True))))
 
 
+def expected_numbers(order: Order) -> int:
+    """How many numbers fulfil the order: a range order (cm ``range_size``) gets that many
+    consecutive numbers per unit of quantity."""
+    range_size = (order.options or {}).get("range_size")
+    return order.quantity * (range_size if isinstance(range_size, int) and range_size > 0 else 1)
+
+
 def settle(
     session: Session, order: Order, target: OrderState, error: dict[str, Any] | None
 ) -> None:
@@ -73,7 +80,9 @@ def settle(
     order.last_error = error
     order.next_attempt_at = None
     numbers = len(order.numbers)
-    if target in (OrderState.FAILED, OrderState.NEEDS_ACTION) and 0 < numbers < order.quantity:
+    if target in (OrderState.FAILED, OrderState.NEEDS_ACTION) and 0 < numbers < expected_numbers(
+        order
+    ):
         target = OrderState.PARTIALLY_FULFILLED
     change_state(session, order, target, (error or {}).get("message"))
 

@@ -22,7 +22,15 @@ from models.db import session_scope
 from models.states import OrderState
 from models.tables import Attempt, Order, utcnow
 from worker.delayed import apply_request_status
-from worker.orders import change_state, credit_numbers, paused, set_paused, settle, spec_of
+from worker.orders import (
+    change_state,
+    credit_numbers,
+    expected_numbers,
+    paused,
+    set_paused,
+    settle,
+    spec_of,
+)
 from worker.outbox import enqueue
 from worker.providers.base import (
     OrderSpec,
@@ -51,7 +59,7 @@ class ClaimLost(Exception):
 # -- claiming -------------------------------------------------------------------------------
 
 
-def claim(order_id: str, task_id: str, ttl_s: float) -> bool:
+def claim(order_id: str, task_id: str, ttl_s: float, states: tuple[str, ...] = WORKABLE) -> bool:
     """Take the order for this task, atomically. Only one task at a time works an order; a
     claim left by a killed worker expires and the sweep re-drives the order."""
     now = utcnow()
@@ -60,7 +68,7 @@ def claim(order_id: str, task_id: str, ttl_s: float) -> bool:
             update(Order)
             .where(
                 Order.id == order_id,
-                Order.state.in_(WORKABLE),
+                Order.state.in_(states),
                 or_(Order.claim_expires_at.is_(None), Order.claim_expires_at < now),
             )
             .values(claimed_by=task_id, claim_expires_at=now + dt.timedelta(seconds=ttl_s))
@@ -105,6 +113,53 @@ def place(order_id: str, task_id: str) -> None:
         raise
     finally:
         release(order_id, task_id)
+
+
+def close_attempt(
+    attempt: Attempt,
+    started: float,
+    outcome: str,
+    *,
+    error: ProviderError | None = None,
+) -> None:
+    attempt.outcome = outcome
+    attempt.finished_at = utcnow()
+    attempt.duration_ms = round((time.monotonic() - started) * 1000, 2)
+    if error is not None:
+        attempt.status_code = error.status_code
+        attempt.provider_code = error.provider_code
+        attempt.error = f"{error.kind}: {error.message}"
+
+
+def record_call(
+    order_id: str, provider: str, operation: str, request: Any, fn: Callable[[], T]
+) -> T:
+    """A read call (search, list, fetch): timed and recorded as an attempt after it returns."""
+    started_at, started = utcnow(), time.monotonic()
+    error: ProviderError | None = None
+    try:
+        return fn()
+    except ProviderError as exc:
+        error = exc
+        raise
+    finally:
+        outcome = (
+            "success"
+            if error is None
+            else "transient"
+            if error.kind == "transient"
+            else "permanent"
+        )
+        with session_scope() as session:
+            attempt = Attempt(
+                order_id=order_id,
+                provider=provider,
+                operation=operation,
+                request=request,
+                started_at=started_at,
+            )
+            close_attempt(attempt, started, outcome, error=error)
+            session.add(attempt)
 
 
 # -- one run over an order ------------------------------------------------------------------
@@ -187,13 +242,7 @@ class Placement:
             )
         for attempt in unknown:
             try:
-                found = self._call(
-                    "reconcile",
-                    attempt.request,
-                    lambda a=attempt: self.client.reconcile(
-                        self.spec, a.request or {}, a.started_at
-                    ),
-                )
+                found = self._reconcile(attempt.request or {}, attempt.started_at)
             except ProviderError as error:
                 return self._on_error(None, error)
             if not self._apply_reconciliation(attempt, found):
@@ -261,7 +310,7 @@ class Placement:
             order = self._order(session)
             attempt = session.get(Attempt, attempt_id)
             assert attempt is not None
-            self._close_attempt(attempt, started, "success")
+            close_attempt(attempt, started, "success")
             apply_request_status(session, order, attempt, result, self.settings)
 
     # -- purchase outcomes ------------------------------------------------------------------
@@ -274,18 +323,14 @@ class Placement:
             attempt = session.get(Attempt, attempt_id)
             assert attempt is not None
             if result.numbers:
-                self._close_attempt(attempt, started, "success")
+                close_attempt(attempt, started, "success")
                 credit_numbers(session, order, attempt, result.numbers, limit=len(result.numbers))
                 order.retry_count = 0
                 return True
             # Rented, number not in the answer (close's empty 201): find it by listing.
-            self._close_attempt(attempt, started, "unattributed")
+            close_attempt(attempt, started, "unattributed")
         try:
-            found = self._call(
-                "reconcile",
-                body,
-                lambda: self.client.reconcile(self.spec, body, attempt.started_at),
-            )
+            found = self._reconcile(body, attempt.started_at)
         except ProviderError as error:
             return self._on_error(None, error)
         return self._apply_reconciliation(attempt, found)
@@ -404,54 +449,10 @@ class Placement:
         with session_scope() as session:
             attempt = session.get(Attempt, attempt_id)
             assert attempt is not None
-            self._close_attempt(attempt, started, outcome, error=error)
-
-    @staticmethod
-    def _close_attempt(
-        attempt: Attempt,
-        started: float,
-        outcome: str,
-        *,
-        error: ProviderError | None = None,
-        status_code: int | None = None,
-    ) -> None:
-        attempt.outcome = outcome
-        attempt.finished_at = utcnow()
-        attempt.duration_ms = round((time.monotonic() - started) * 1000, 2)
-        if error is not None:
-            attempt.status_code = error.status_code
-            attempt.provider_code = error.provider_code
-            attempt.error = f"{error.kind}: {error.message}"
+            close_attempt(attempt, started, outcome, error=error)
 
     def _call(self, operation: str, request: Any, fn: Callable[[], T]) -> T:
-        """A read call (search, list, fetch): timed and recorded after it returns."""
-        started_at, started = utcnow(), time.monotonic()
-        error: ProviderError | None = None
-        try:
-            return fn()
-        except ProviderError as exc:
-            error = exc
-            raise
-        finally:
-            with session_scope() as session:
-                attempt = Attempt(
-                    order_id=self.order_id,
-                    provider=self.spec.provider,
-                    operation=operation,
-                    request=request,
-                    started_at=started_at,
-                )
-                self._close_attempt(
-                    attempt,
-                    started,
-                    "success"
-                    if error is None
-                    else "transient"
-                    if error.kind == "transient"
-                    else "permanent",
-                    error=error,
-                )
-                session.add(attempt)
+        return record_call(self.order_id, self.spec.provider, operation, request, fn)
 
     def _next_candidate(self) -> str | None:
         if self.spec.phone_number:
@@ -461,18 +462,22 @@ class Placement:
                 return None
             self.searches += 1
             limit = self._needed() + 5
-            found = self._call(
-                "search", {"limit": limit}, lambda n=limit: self.client.search(self.spec, n)
-            )
+            found = self._search(limit)
             self.candidates = [c for c in found if c not in self.tried]
             if not found:
                 return None
         return self.candidates.pop(0)
 
+    def _reconcile(self, body: dict[str, Any], since: dt.datetime) -> Purchase | None:
+        return self._call("reconcile", body, lambda: self.client.reconcile(self.spec, body, since))
+
+    def _search(self, limit: int) -> list[str]:
+        return self._call("search", {"limit": limit}, lambda: self.client.search(self.spec, limit))
+
     def _needed(self) -> int:
         with session_scope() as session:
             order = self._order(session)
-            return order.quantity - len(order.numbers)
+            return expected_numbers(order) - len(order.numbers)
 
     def _had_voice_only(self, session: Session) -> bool:
         return (

@@ -12,7 +12,9 @@ from sqlalchemy import and_, or_, select, update
 from models.config import get_settings
 from models.db import session_scope
 from models.states import OrderState
-from models.tables import Order, utcnow
+from models.tables import Notification, Order, utcnow
+from worker import followup
+from worker import notify as notifications
 from worker.app import app
 from worker.placement import place
 
@@ -31,17 +33,94 @@ def place_order(self: Any, order_id: str) -> None:
         structlog.contextvars.clear_contextvars()
 
 
+@app.task(name="worker.tasks.process_callback", max_retries=10, **TASK_OPTIONS)
+def process_callback(self: Any, delivery_id: int) -> str:
+    try:
+        return followup.process_callback(delivery_id, self.request.id or f"local-{delivery_id}")
+    except followup.Busy as busy:
+        raise self.retry(countdown=2) from busy
+
+
+@app.task(name="worker.tasks.poll_order", **TASK_OPTIONS)
+def poll_order(self: Any, order_id: str) -> str:
+    try:
+        return followup.poll(order_id, self.request.id or f"local-{order_id}")
+    except followup.Busy:
+        return "busy"  # whoever holds it reads the provider; the sweep comes back if needed
+
+
+@app.task(name="worker.tasks.cancel_request", max_retries=20, **TASK_OPTIONS)
+def cancel_request(self: Any, order_id: str) -> str:
+    try:
+        return followup.cancel(order_id, self.request.id or f"local-{order_id}")
+    except followup.Busy as busy:
+        raise self.retry(countdown=2) from busy
+
+
+@app.task(name="worker.tasks.notify", **TASK_OPTIONS)
+def notify(self: Any, order_id: str, event_id: int | None) -> str:
+    return notifications.notify(order_id, event_id)
+
+
 @app.task(name="worker.tasks.sweep", **TASK_OPTIONS)
 def sweep(self: Any) -> int:
-    """Re-drive orders whose wait is over or whose worker died (beat runs this)."""
-    return redrive_due_orders()
+    """Re-drive what waits in the database (beat runs this): orders whose wait is over or whose
+    worker died, delayed orders whose callback is overdue, notifications due again."""
+    return redrive_due_orders() + poll_overdue_orders() + redrive_notifications()
+
+
+def _slack() -> dt.timedelta:
+    # Due for longer than this and not picked up: the message was lost (or the broker restarted).
+    return dt.timedelta(seconds=max(2.0, 2 * get_settings().sweep_interval_s))
+
+
+def poll_overdue_orders(limit: int = 500) -> int:
+    now = utcnow()
+    due = and_(Order.state == S.WAITING_PROVIDER.value, Order.next_attempt_at <= now)
+    with session_scope() as session:
+        ids = list(
+            session.scalars(
+                select(Order.id).where(due).order_by(Order.next_attempt_at).limit(limit)
+            )
+        )
+        if ids:
+            session.execute(
+                update(Order)
+                .where(Order.id.in_(ids))
+                .values(next_attempt_at=now + _slack() * 3)
+                .execution_options(synchronize_session=False)
+            )
+    for order_id in ids:
+        poll_order.apply_async((order_id,), retry=False)
+    return len(ids)
+
+
+def redrive_notifications(limit: int = 500) -> int:
+    now = utcnow()
+    due = and_(Notification.status == "pending", Notification.next_attempt_at <= now - _slack())
+    with session_scope() as session:
+        rows = list(
+            session.execute(
+                select(Notification.id, Notification.order_id, Notification.event_id)
+                .where(due)
+                .limit(limit)
+            )
+        )
+        if rows:
+            session.execute(
+                update(Notification)
+                .where(Notification.id.in_([r.id for r in rows]))
+                .values(next_attempt_at=now + _slack() * 3)
+                .execution_options(synchronize_session=False)
+            )
+    for row in rows:
+        notify.apply_async((row.order_id, row.event_id), retry=False)
+    return len(rows)
 
 
 def redrive_due_orders(limit: int = 500) -> int:
-    settings = get_settings()
     now = utcnow()
-    # An order due for longer than this was not picked up (lost message, broker restart).
-    slack = dt.timedelta(seconds=max(2.0, 2 * settings.sweep_interval_s))
+    slack = _slack()
     due = and_(
         Order.state.in_([S.QUEUED.value, S.IN_PROGRESS.value]),
         or_(Order.claim_expires_at.is_(None), Order.claim_expires_at < now),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+
 from models.db import session_factory
 from models.tables import Attempt, Order
-from sqlalchemy import select
 
 
 def create_order(**body: Any) -> str:

@@ -60,7 +60,8 @@ def request_object(
 ) -> dict[str, Any]:
     """The number request object the seeds README assumes."""
     numbers = numbers or []
-    stamp = NOW.isoformat().replace("+00:00", "Z")
+    # Now, not import time: the adapter skips requests created long before the attempt.
+    stamp = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
     return {
         "id": REQUEST_ID,
         "accountId": ACCOUNT,

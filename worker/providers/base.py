@@ -27,7 +27,7 @@ ErrorKind = Literal[
 class ProviderError(Exception):
     """Base of every adapter error: carries the provider, HTTP status and the provider's code."""
 
-    kind: ClassVar[ErrorKind] = "failed"
+    kind: ErrorKind = "failed"
 
     def __init__(
         self,
@@ -43,7 +43,8 @@ class ProviderError(Exception):
         self.provider = provider
         self.message = message
         self.status_code = status_code
-        self.provider_code = provider_code
+        # Some providers' only "code" is their message text: keep what fits the column.
+        self.provider_code = provider_code[:128] if provider_code else provider_code
         self.retry_after = retry_after
         if kind is not None:
             self.kind = kind
@@ -58,17 +59,17 @@ class ProviderError(Exception):
 
 
 class TransientProviderError(ProviderError):
-    kind = "transient"
+    kind: ErrorKind = "transient"
 
 
 class PermanentProviderError(ProviderError):
-    kind = "failed"
+    kind: ErrorKind = "failed"
 
 
 class AmbiguousOutcome(ProviderError):
     """The request may have reached the provider and the answer was lost: reconcile first."""
 
-    kind = "transient"
+    kind: ErrorKind = "transient"
 
 
 @dataclass(frozen=True)
