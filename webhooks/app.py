@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from models.config import Settings, get_settings
-from webhooks import api, callbacks, ops
+from webhooks import api, callbacks, metrics, operator, ops
 from webhooks.db import close_db
 from webhooks.errors import ApiError
 
@@ -23,6 +23,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(callbacks.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(operator.bp)
     app.teardown_appcontext(close_db)
     _error_handlers(app)
     return app

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from models.ids import token_hash
 from models.tables import Order, WebhookDelivery
 from webhooks.db import db
+from worker import metrics
 from worker.outbox import enqueue
 from worker.providers.registry import PROVIDERS
 
@@ -48,6 +49,7 @@ def receive(provider: str, token: str) -> tuple[Response, int]:
     if order is not None:
         enqueue(session, PROCESS_TASK, delivery.id)
     session.commit()
+    metrics.count_webhook_delivery(delivery.provider, delivery.status)
     if order is None:
         return jsonify({"error": "not_found", "message": "no order for this callback URL"}), 404
     return jsonify({"status": "received", "delivery": delivery.id}), 202

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 from flask import (
     Blueprint,
-    Flask,
     Response,
     current_app,
     flash,
@@ -65,7 +64,7 @@ FAILED_OUTCOMES = ("transient", "permanent", "ambiguous")
 
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
-    app: Flask = state.app
+    app = state.app
     settings = app.config["SETTINGS"]
     if not app.secret_key:
         app.secret_key = session_key(settings.operator_token_list())
@@ -176,7 +175,7 @@ def login_submit() -> Any:
 
 @bp.post("/logout")
 @operator_required
-def logout() -> Response:
+def logout() -> Any:
     session.clear()
     return redirect(url_for(".login"), 303)
 

@@ -16,6 +16,7 @@ from models.config import get_settings
 from models.db import session_scope
 from models.states import OrderState
 from models.tables import Order, WebhookDelivery, utcnow
+from worker import metrics
 from worker.delayed import apply_request_status
 from worker.orders import spec_of
 from worker.placement import claim, record_call, release
@@ -47,6 +48,7 @@ def process_callback(delivery_id: int, task_id: str) -> str:
         delivery = session.get(WebhookDelivery, delivery_id)
         assert delivery is not None
         delivery.status = "ignored" if result in ("not_waiting", "no_request") else "processed"
+        metrics.count_webhook_delivery(delivery.provider, delivery.status)
         delivery.processed_at = utcnow()
         delivery.error = malformed
     return result

@@ -22,6 +22,7 @@ from models.config import Settings, get_settings
 from models.db import session_scope
 from models.serialize import iso, order_json
 from models.tables import Notification, NotificationAttempt, Order, OrderEvent, utcnow
+from worker import metrics
 from worker.outbox import enqueue
 from worker.providers.base import parse_retry_after
 from worker.signing import sign
@@ -64,6 +65,7 @@ def notify(order_id: str, event_id: int | None) -> str:
         else:
             _schedule(session, note, retry_after, settings, error)
         log.info("notify.attempt", order_id=order_id, status=status, result=note.status)
+        metrics.count_notification(note.status)
         return note.status
 
 

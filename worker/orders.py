@@ -39,6 +39,10 @@ def change_state(session: Session, order: Order, target: OrderState, reason: str
     """Move the order and, when it moved and has a ``notify_url``, queue the notification in the
     same transaction."""
     event = move(session, order, target, reason)
+    if event is not None:
+        from worker import metrics
+
+        metrics.count_transition(order.provider, event.from_state, event.to_state)
     if event is not None and order.notify_url:
         from worker.outbox import enqueue
 

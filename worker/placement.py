@@ -21,6 +21,7 @@ from models.config import Settings, get_settings
 from models.db import session_scope
 from models.states import OrderState
 from models.tables import Attempt, Order, utcnow
+from worker import metrics
 from worker.delayed import apply_request_status
 from worker.orders import (
     change_state,
@@ -124,11 +125,19 @@ def close_attempt(
 ) -> None:
     attempt.outcome = outcome
     attempt.finished_at = utcnow()
-    attempt.duration_ms = round((time.monotonic() - started) * 1000, 2)
+    seconds = time.monotonic() - started
+    attempt.duration_ms = round(seconds * 1000, 2)
     if error is not None:
         attempt.status_code = error.status_code
         attempt.provider_code = error.provider_code
         attempt.error = f"{error.kind}: {error.message}"
+    metrics.observe_provider_call(
+        attempt.provider,
+        attempt.operation,
+        outcome,
+        error.provider_code or error.kind if error else None,
+        seconds,
+    )
 
 
 def record_call(
@@ -396,6 +405,7 @@ class Placement:
             return False
         order.retry_count += 1
         order.next_attempt_at = when
+        metrics.count_retry(order.provider, str(error.get("code")))
         delay = (when - now).total_seconds()
         if delay <= self.settings.countdown_limit_s:
             enqueue(session, PLACE_TASK, order.id, countdown=delay)
