@@ -27,7 +27,7 @@ from rich.table import Table
 
 from sandbox.app import SandboxCredentials
 
-console = Console()
+console = Console(width=max(Console().width, 120))
 SETTLED = {"fulfilled", "partially_fulfilled", "needs_action", "failed", "cancelled"}
 
 
@@ -247,7 +247,14 @@ def _summary(
         by_provider.setdefault(order["provider"], Counter())[order["state"]] += 1
     states = sorted({s for c in by_provider.values() for s in c})
     table = Table(
-        "provider", *states, "attempts", "numbers", "rented at provider", title="demo summary"
+        "provider",
+        *states,
+        "retried",
+        "delayed",
+        "attempts",
+        "numbers",
+        "rented",
+        title="demo summary",
     )
     ok = True
     for provider, counts in sorted(by_provider.items()):
@@ -255,9 +262,16 @@ def _summary(
         credited = sum(len(o["numbers"]) for o in mine)
         rented = sandbox_stats.get(provider, {}).get("rented", 0)
         ok &= credited == rented
+        retried = sum(1 for o in mine if o["attempts"] > max(1, len(o["numbers"])))
+        delayed = sum(
+            1 for o in mine if any(e["to"] == "waiting_provider" for e in o.get("events", []))
+        )
+        cells = [str(counts.get(s, 0)) for s in states]
         table.add_row(
             provider,
-            *(str(counts.get(s, 0)) for s in states),
+            *cells,
+            str(retried),
+            str(delayed),
             str(sum(o["attempts"] for o in mine)),
             str(credited),
             str(rented),

@@ -40,3 +40,4 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
     # httpx logs every request at INFO: noise in the CLI, and URLs may carry tokens.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -331,6 +331,8 @@ class Placement:
             order = self._order(session)
             attempt = session.get(Attempt, attempt_id)
             assert attempt is not None
+            if result.costs:
+                order.costs = result.costs
             if result.numbers:
                 close_attempt(attempt, started, "success")
                 credit_numbers(session, order, attempt, result.numbers, limit=len(result.numbers))
