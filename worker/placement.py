@@ -230,6 +230,7 @@ class Placement:
                 order.deadline_at = utcnow() + dt.timedelta(seconds=self.policy.deadline_s)
             order.next_attempt_at = None
             self.spec = spec_of(order)
+            structlog.contextvars.bind_contextvars(provider=order.provider)
             self.voice_only = self._had_voice_only(session)
             self.tried = self._unavailable_numbers(session)
         return True
