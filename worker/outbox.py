@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 import structlog
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
 from models.db import session_scope
@@ -100,6 +100,15 @@ def relay_once(limit: int = RELAY_BATCH) -> int:
         if sent:
             _mark_sent(session, sent)
     return len(sent)
+
+
+def purge_sent(older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
+    """Published rows are history: drop them so the outbox stays small."""
+    with session_scope() as session:
+        result = session.execute(
+            delete(OutboxMessage).where(OutboxMessage.sent_at < utcnow() - older_than)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def backlog(session: Session) -> int:

@@ -438,7 +438,8 @@ class Placement:
         """Commit the attempt before the call: if we die mid-call, it is found unsettled."""
         with session_scope() as session:
             order = self._order(session)
-            if order.claimed_by != self.task_id:
+            # Lost the claim, or an operator cancelled meanwhile: send nothing.
+            if order.claimed_by != self.task_id or order.state != S.IN_PROGRESS:
                 raise ClaimLost(self.order_id)
             order.claim_expires_at = utcnow() + dt.timedelta(seconds=self.settings.claim_ttl_s)
             order.attempt_count += 1

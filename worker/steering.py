@@ -20,7 +20,14 @@ class NotAllowed(Exception):
     """The order's state does not allow this action; the message says why."""
 
 
+def _lock(session: Session, order: Order) -> None:
+    """Re-read the row under a lock (PostgreSQL): a worker's claim cannot slip in between our
+    check and our write."""
+    session.refresh(order, with_for_update=True)
+
+
 def retry(session: Session, order: Order, actor: str = "operator") -> None:
+    _lock(session, order)
     if OrderState(order.state) not in RETRYABLE:
         raise NotAllowed(
             f"only failed or needs_action orders can be retried; this one is {order.state}"
@@ -37,6 +44,7 @@ def retry(session: Session, order: Order, actor: str = "operator") -> None:
 def cancel(session: Session, order: Order, actor: str = "operator") -> None:
     """Cancel now when nothing is in flight; a pending provider request is cancelled at the
     provider first (the order is cancelled when the provider confirms)."""
+    _lock(session, order)
     state = OrderState(order.state)
     if state not in CANCELLABLE:
         raise NotAllowed(f"a {order.state} order cannot be cancelled")

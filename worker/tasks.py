@@ -16,6 +16,7 @@ from models.tables import Notification, Order, utcnow
 from worker import followup
 from worker import notify as notifications
 from worker.app import app
+from worker.outbox import purge_sent
 from worker.placement import place
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,7 @@ def notify(self: Any, order_id: str, event_id: int | None) -> str:
 def sweep(self: Any) -> int:
     """Re-drive what waits in the database (beat runs this): orders whose wait is over or whose
     worker died, delayed orders whose callback is overdue, notifications due again."""
+    purge_sent()
     return redrive_due_orders() + poll_overdue_orders() + redrive_notifications()
 
 
