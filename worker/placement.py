@@ -63,19 +63,25 @@ class ClaimLost(Exception):
 def claim(order_id: str, task_id: str, ttl_s: float, states: tuple[str, ...] = WORKABLE) -> bool:
     """Take the order for this task, atomically. Only one task at a time works an order; a
     claim left by a killed worker expires and the sweep re-drives the order."""
-    now = utcnow()
     with session_scope() as session:
-        result = session.execute(
-            update(Order)
-            .where(
-                Order.id == order_id,
-                Order.state.in_(states),
-                or_(Order.claim_expires_at.is_(None), Order.claim_expires_at < now),
-            )
-            .values(claimed_by=task_id, claim_expires_at=now + dt.timedelta(seconds=ttl_s))
-            .execution_options(synchronize_session=False)
+        return claim_in(session, order_id, task_id, ttl_s, states)
+
+
+def claim_in(
+    session: Session, order_id: str, task_id: str, ttl_s: float, states: tuple[str, ...] = WORKABLE
+) -> bool:
+    now = utcnow()
+    result = session.execute(
+        update(Order)
+        .where(
+            Order.id == order_id,
+            Order.state.in_(states),
+            or_(Order.claim_expires_at.is_(None), Order.claim_expires_at < now),
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        .values(claimed_by=task_id, claim_expires_at=now + dt.timedelta(seconds=ttl_s))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def release(order_id: str, task_id: str) -> None:
@@ -101,11 +107,10 @@ def _wake_later(order_id: str, seconds: float) -> None:
 def place(order_id: str, task_id: str) -> None:
     """The body of the ``place_order`` task."""
     settings = get_settings()
-    if not claim(order_id, task_id, settings.claim_ttl_s):
-        log.info("order.not_claimed", order_id=order_id)
-        return
+    placement = Placement(order_id, task_id, settings)
     try:
-        Placement(order_id, task_id, settings).run()
+        if placement.start():
+            placement.run()
     except ClaimLost:
         log.warning("order.claim_lost", order_id=order_id)
     except Exception:
@@ -113,7 +118,8 @@ def place(order_id: str, task_id: str) -> None:
         _wake_later(order_id, settings.claim_ttl_s)
         raise
     finally:
-        release(order_id, task_id)
+        if placement.claimed and not placement.released:
+            release(order_id, task_id)
 
 
 def close_attempt(
@@ -186,43 +192,41 @@ class Placement:
     tried: set[str] = field(default_factory=set)
     candidates: list[str] = field(default_factory=list)
     searches: int = 0
+    # Numbers still to acquire; kept up to date by every transaction that credits one.
+    needed: int = 0
+    unknown: list[Attempt] = field(default_factory=list)
+    claimed: bool = False
+    released: bool = False
 
     def __post_init__(self) -> None:
         self.policy = RetryPolicy.from_settings(self.settings)
 
     def run(self) -> None:
-        if not self._start():
-            return
+        """After ``start``: settle unknown outcomes, then rent what is still needed."""
         if not self._settle_unknown_outcomes():
             return
-        if self.client.rents_one_per_call:
-            while self._needed() > 0:
-                if not self._rent_one():
-                    return
-            self._finish()
-        else:
+        if not self.client.rents_one_per_call:
             self._rent_all()
+            return
+        while self.needed > 0:
+            if not self._rent_one():
+                return
+        if not self.released:
+            self._finish()  # reconciliation credited the last number
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _start(self) -> bool:
-        """Mark the order in progress; stop if the provider is paused or unusable."""
+    def start(self) -> bool:
+        """Claim the order and mark it in progress, in one transaction. False: nothing to do
+        (claimed elsewhere, settled, provider paused or unusable)."""
         with session_scope() as session:
+            self.claimed = claim_in(session, self.order_id, self.task_id, self.settings.claim_ttl_s)
+            if not self.claimed:
+                log.info("order.not_claimed", order_id=self.order_id)
+                return False
             order = self._order(session)
-            if order.state not in WORKABLE:
-                return False
-            pause = paused(session, order.provider)
-            if pause is not None:
-                self._wait_for_resume(session, order, pause.reason)
-                return False
-            try:
-                self.client = get_client(order.provider, self.settings)
-            except UnconfiguredProvider:
-                error = {
-                    "code": "provider_unconfigured",
-                    "message": f"{order.provider} has no credentials configured",
-                }
-                settle(session, order, S.FAILED, error)
+            if not self._usable(session, order):
+                self._release_in(order)
                 return False
             if order.state == S.QUEUED:
                 change_state(session, order, S.IN_PROGRESS, "picked up by a worker")
@@ -231,25 +235,51 @@ class Placement:
             order.next_attempt_at = None
             self.spec = spec_of(order)
             structlog.contextvars.bind_contextvars(provider=order.provider)
-            self.voice_only = self._had_voice_only(session)
-            self.tried = self._unavailable_numbers(session)
+            self.needed = expected_numbers(order) - len(order.numbers)
+            attempts = list(
+                session.scalars(select(Attempt).where(Attempt.order_id == self.order_id))
+            )
+            self.unknown = [
+                a for a in attempts if a.operation == "purchase" and a.outcome in UNSETTLED
+            ]
+            self.voice_only = self.spec.sms is not True and any(
+                a.provider_code == "has-voice-only" for a in attempts
+            )
+            self.tried = {
+                a.number
+                for a in attempts
+                if a.operation == "purchase" and a.outcome == "permanent" and a.number
+            }
         return True
+
+    def _usable(self, session: Session, order: Order) -> bool:
+        if order.state not in WORKABLE:
+            return False
+        pause = paused(session, order.provider)
+        if pause is not None:
+            self._wait_for_resume(session, order, pause.reason)
+            return False
+        try:
+            self.client = get_client(order.provider, self.settings)
+        except UnconfiguredProvider:
+            error = {
+                "code": "provider_unconfigured",
+                "message": f"{order.provider} has no credentials configured",
+            }
+            settle(session, order, S.FAILED, error)
+            return False
+        return True
+
+    def _release_in(self, order: Order) -> None:
+        """Give the claim back inside the transaction that ends this run (one commit less)."""
+        if order.claimed_by == self.task_id:
+            order.claimed_by = None
+            order.claim_expires_at = None
+        self.released = True
 
     def _settle_unknown_outcomes(self) -> bool:
         """Reconcile every purchase whose outcome is unknown. False: stop this run."""
-        with session_scope() as session:
-            unknown = list(
-                session.scalars(
-                    select(Attempt).where(
-                        Attempt.order_id == self.order_id,
-                        Attempt.operation == "purchase",
-                        or_(
-                            Attempt.outcome.is_(None),
-                            Attempt.outcome.in_(["ambiguous", "unattributed"]),
-                        ),
-                    )
-                )
-            )
+        unknown = self.unknown
         for attempt in unknown:
             try:
                 found = self._reconcile(attempt.request or {}, attempt.started_at)
@@ -273,6 +303,7 @@ class Placement:
             if credited:
                 row.outcome = "success"
                 row.error = (row.error or "") + " [reconciled: the provider had rented it]"
+                self.needed -= credited
                 return True
             if row.outcome == "unattributed":
                 # The provider said it rented; the number is not listed yet. Never re-send.
@@ -336,8 +367,13 @@ class Placement:
                 order.costs = result.costs
             if result.numbers:
                 close_attempt(attempt, started, "success")
-                credit_numbers(session, order, attempt, result.numbers, limit=len(result.numbers))
+                credited = credit_numbers(
+                    session, order, attempt, result.numbers, limit=self.needed
+                )
+                self.needed -= credited
                 order.retry_count = 0
+                if self.needed <= 0:
+                    self._fulfil(session, order)  # the last number: finish in this commit
                 return True
             # Rented, number not in the answer (close's empty 201): find it by listing.
             close_attempt(attempt, started, "unattributed")
@@ -385,9 +421,12 @@ class Placement:
 
     def _finish(self) -> None:
         with session_scope() as session:
-            order = self._order(session)
-            change_state(session, order, S.FULFILLED, f"{len(order.numbers)} number(s) acquired")
-            order.last_error = None
+            self._fulfil(session, self._order(session))
+
+    def _fulfil(self, session: Session, order: Order) -> None:
+        change_state(session, order, S.FULFILLED, f"{len(order.numbers)} number(s) acquired")
+        order.last_error = None
+        self._release_in(order)
 
     def _schedule_retry(
         self, session: Session, order: Order, error: dict[str, Any], retry_after: float | None
@@ -475,7 +514,7 @@ class Placement:
             if self.searches >= MAX_SEARCHES:
                 return None
             self.searches += 1
-            limit = self._needed() + 5
+            limit = self.needed + 5
             found = self._search(limit)
             self.candidates = [c for c in found if c not in self.tried]
             if not found:
@@ -487,33 +526,6 @@ class Placement:
 
     def _search(self, limit: int) -> list[str]:
         return self._call("search", {"limit": limit}, lambda: self.client.search(self.spec, limit))
-
-    def _needed(self) -> int:
-        with session_scope() as session:
-            order = self._order(session)
-            return expected_numbers(order) - len(order.numbers)
-
-    def _had_voice_only(self, session: Session) -> bool:
-        return (
-            self.spec.sms is not True
-            and session.scalar(
-                select(Attempt.id)
-                .where(Attempt.order_id == self.order_id, Attempt.provider_code == "has-voice-only")
-                .limit(1)
-            )
-            is not None
-        )
-
-    def _unavailable_numbers(self, session: Session) -> set[str]:
-        rows = session.scalars(
-            select(Attempt.number).where(
-                Attempt.order_id == self.order_id,
-                Attempt.operation == "purchase",
-                Attempt.outcome == "permanent",
-                Attempt.number.is_not(None),
-            )
-        )
-        return {n for n in rows if n}
 
     def _order(self, session: Session) -> Order:
         order = session.get(Order, self.order_id)
