@@ -196,3 +196,53 @@ def test_partial_delivery_is_partially_fulfilled(sandbox: Any, start_worker: Any
     order = load(order_id)
     assert len(order.numbers) == 2
     assert order.last_error["code"] == "partial_delivery"
+
+
+def test_operators_list_and_replay_deliveries(api: Any, sandbox: Any, start_worker: Any) -> None:
+    import subprocess
+    import sys
+
+    sandbox.configure(cm_delay_s=60)
+    order_id = create_order(**CM, area_code="20")
+    from tests.integration.helpers import run_placement
+
+    run_placement(order_id)
+    assert order_state(order_id) == "waiting_provider"
+    api.post(f"/webhooks/cm/{token_of(order_id)}", data=b"{}")
+    api.post("/webhooks/cm/bogus", data=b"{}")
+    from worker.app import app
+
+    with app.connection_for_write() as conn:  # the processing task is lost
+        conn.default_channel.queue_purge("callbacks")
+    listed = subprocess.run(
+        [sys.executable, "-m", "cli", "webhooks", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    rows = json.loads(listed.stdout)
+    assert [(r["status"], r["order_id"]) for r in rows] == [
+        ("unknown_token", None),
+        ("received", order_id),
+    ]
+    request_id = load(order_id).provider_request_id
+    sandbox.http.post(
+        f"/_sandbox/cm/{request_id}/status", json={"status": "Accepted"}
+    ).raise_for_status()
+    replay = subprocess.run(
+        [sys.executable, "-m", "cli", "webhooks", "replay", str(rows[1]["id"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert replay.returncode == 0, replay.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "cli", "webhooks", "replay", str(rows[0]["id"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "matched no order" in refused.stderr
+    start_worker()
+    assert wait_settled(order_id) == "fulfilled"
+    assert [d.status for d in deliveries(order_id)] == ["processed"]
