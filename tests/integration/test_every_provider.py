@@ -13,9 +13,20 @@ from tests.integration.helpers import attempts, create_order, load, make_due, ru
 PROFILE = {"company_profile_id": "6f1c2b1e-6d1a-4f47-9a43-3f1f0e0c7b11"}
 ORDERS: dict[str, dict[str, Any]] = {
     "close": {"provider": "close", "country": "US", "area_code": "415"},
-    "signalwire": {"provider": "signalwire", "country": "US", "area_code": "646", "number_type": "local"},
+    "signalwire": {
+        "provider": "signalwire",
+        "country": "US",
+        "area_code": "646",
+        "number_type": "local",
+    },
     "identitycall": {"provider": "identitycall", "country": "US", "number_type": "local"},
-    "cm": {"provider": "cm", "country": "NL", "number_type": "local", "area_code": "201", "options": PROFILE},
+    "cm": {
+        "provider": "cm",
+        "country": "NL",
+        "number_type": "local",
+        "area_code": "201",
+        "options": PROFILE,
+    },
 }
 
 
@@ -75,7 +86,9 @@ def test_a_named_number_that_is_gone_fails_with_the_providers_reason(sandbox: An
 
 
 def test_identitycall_unapproved_requirement_group_needs_action(sandbox: Any) -> None:
-    order_id = create_order(provider="identitycall", country="US", options={"requirement_group_id": 13})
+    order_id = create_order(
+        provider="identitycall", country="US", options={"requirement_group_id": 13}
+    )
     run_placement(order_id)
     order = load(order_id)
     assert order.state == "needs_action"
@@ -83,7 +96,12 @@ def test_identitycall_unapproved_requirement_group_needs_action(sandbox: Any) ->
 
 
 def test_identitycall_costs_are_kept_on_the_order(sandbox: Any) -> None:
-    order_id = create_order(provider="identitycall", country="US", number_type="local", options={"upfront_cost": "1.00", "monthly_cost": "1.15"})
+    order_id = create_order(
+        provider="identitycall",
+        country="US",
+        number_type="local",
+        options={"upfront_cost": "1.00", "monthly_cost": "1.15"},
+    )
     run_placement(order_id)
     order = load(order_id)
     assert order.state == "fulfilled"

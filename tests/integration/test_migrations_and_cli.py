@@ -24,7 +24,13 @@ def test_migrations_match_the_models() -> None:
 
 
 def numbers(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
 
 
 def order_count() -> int:
@@ -35,11 +41,32 @@ def order_count() -> int:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["order", "create", "--provider", "close", "--country", "US", "--quantity", "0"], "quantity"),
-        (["order", "create", "--provider", "close", "--country", "US", "--quantity", "five"], "quantity"),
+        (
+            ["order", "create", "--provider", "close", "--country", "US", "--quantity", "0"],
+            "quantity",
+        ),
+        (
+            ["order", "create", "--provider", "close", "--country", "US", "--quantity", "five"],
+            "quantity",
+        ),
         (["order", "create", "--provider", "acme"], "provider"),
-        (["order", "create", "--provider", "close", "--country", "US", "--area-code", "1234567"], "area_code"),
-        (["order", "create", "--provider", "close", "--country", "US", "--option", "sharing=team"], "options.sharing"),
+        (
+            ["order", "create", "--provider", "close", "--country", "US", "--area-code", "1234567"],
+            "area_code",
+        ),
+        (
+            [
+                "order",
+                "create",
+                "--provider",
+                "close",
+                "--country",
+                "US",
+                "--option",
+                "sharing=team",
+            ],
+            "options.sharing",
+        ),
         (["order", "create", "--provider", "close", "--option", "novalue"], "KEY=VALUE"),
         (["order", "show", "ord_missing"], "no order"),
         (["order", "retry", "ord_missing"], "no order"),
@@ -58,7 +85,19 @@ def test_bad_cli_input_gets_a_clear_message(args: list[str], expected: str) -> N
 
 
 def test_cli_creates_shows_lists_and_steers_orders(sandbox: Any) -> None:
-    created = numbers("order", "create", "--provider", "close", "--country", "US", "--area-code", "999", "--reference", "cli-1", "--json")
+    created = numbers(
+        "order",
+        "create",
+        "--provider",
+        "close",
+        "--country",
+        "US",
+        "--area-code",
+        "999",
+        "--reference",
+        "cli-1",
+        "--json",
+    )
     assert created.returncode == 0, created.stderr
     order_id = json.loads(created.stdout)["id"]
     from tests.integration.helpers import run_placement
@@ -80,10 +119,19 @@ def test_provider_pause_status_resume(sandbox: Any) -> None:
     assert numbers("provider", "pause", "close", "--reason", "maintenance").returncode == 0
     status = json.loads(numbers("provider", "status", "--json").stdout)
     close = next(p for p in status if p["provider"] == "close")
-    assert close == {"provider": "close", "configured": True, "paused": True, "reason": "maintenance"}
+    assert close == {
+        "provider": "close",
+        "configured": True,
+        "paused": True,
+        "reason": "maintenance",
+    }
     resumed = numbers("provider", "resume", "close")
     assert resumed.returncode == 0 and "resumed" in resumed.stdout
-    assert not next(p for p in json.loads(numbers("provider", "status", "--json").stdout) if p["provider"] == "close")["paused"]
+    assert not next(
+        p
+        for p in json.loads(numbers("provider", "status", "--json").stdout)
+        if p["provider"] == "close"
+    )["paused"]
 
 
 def test_stats_json_counts_orders_by_state_and_provider(sandbox: Any) -> None:
@@ -96,7 +144,12 @@ def test_stats_json_counts_orders_by_state_and_provider(sandbox: Any) -> None:
         run_placement(run)
     create_order(area_code="212")  # stays queued
     stats = json.loads(numbers("stats", "--json").stdout)
-    assert stats["orders"] == {"fulfilled": {"close": 1}, "failed": {"close": 1}, "needs_action": {"close": 1}, "queued": {"close": 1}}
+    assert stats["orders"] == {
+        "fulfilled": {"close": 1},
+        "failed": {"close": 1},
+        "needs_action": {"close": 1},
+        "queued": {"close": 1},
+    }
     assert stats["oldest_queued_s"] is not None and stats["oldest_queued_s"] >= 0
     assert stats["providers"]["close"]["calls"] == 3 and stats["providers"]["close"]["errors"] == 2
     assert set(stats["queues"]) == {"orders", "callbacks", "notifications"}

@@ -22,12 +22,24 @@ SECRET = TEST_ENV["NUMBERS_NOTIFY_SECRET"]
 
 def notifications(order_id: str) -> list[Notification]:
     with session_factory()() as session:
-        return list(session.scalars(select(Notification).where(Notification.order_id == order_id).order_by(Notification.id)))
+        return list(
+            session.scalars(
+                select(Notification)
+                .where(Notification.order_id == order_id)
+                .order_by(Notification.id)
+            )
+        )
 
 
 def tries(note_id: int) -> list[NotificationAttempt]:
     with session_factory()() as session:
-        return list(session.scalars(select(NotificationAttempt).where(NotificationAttempt.notification_id == note_id).order_by(NotificationAttempt.id)))
+        return list(
+            session.scalars(
+                select(NotificationAttempt)
+                .where(NotificationAttempt.notification_id == note_id)
+                .order_by(NotificationAttempt.id)
+            )
+        )
 
 
 def test_each_new_state_is_posted_signed(sandbox: Any, receiver: Any, start_worker: Any) -> None:
@@ -38,22 +50,38 @@ def test_each_new_state_is_posted_signed(sandbox: Any, receiver: Any, start_work
     bodies = []
     for request in receiver.requests:
         h = request["headers"]
-        assert verify(SECRET, h["Webhook-Id"], int(h["Webhook-Timestamp"]), request["body"], h["Webhook-Signature"])
+        assert verify(
+            SECRET,
+            h["Webhook-Id"],
+            int(h["Webhook-Timestamp"]),
+            request["body"],
+            h["Webhook-Signature"],
+        )
         assert abs(int(h["Webhook-Timestamp"]) - time.time()) < 120
         bodies.append(json.loads(request["body"]))
     assert sorted(b["type"] for b in bodies) == ["order.fulfilled", "order.in_progress"]
     fulfilled = next(b for b in bodies if b["type"] == "order.fulfilled")
     assert fulfilled["data"]["order"]["id"] == order_id
-    assert fulfilled["data"]["event"] == {**fulfilled["data"]["event"], "from": "in_progress", "to": "fulfilled"}
+    assert fulfilled["data"]["event"] == {
+        **fulfilled["data"]["event"],
+        "from": "in_progress",
+        "to": "fulfilled",
+    }
     assert {n.status for n in notifications(order_id)} == {"delivered"}
 
 
-def test_500s_are_retried_with_a_stable_id_and_every_try_recorded(sandbox: Any, receiver: Any, start_worker: Any) -> None:
+def test_500s_are_retried_with_a_stable_id_and_every_try_recorded(
+    sandbox: Any, receiver: Any, start_worker: Any
+) -> None:
     receiver.statuses = [500, 503, 200, 200]
     start_worker()
-    order_id = create_order(area_code="999", notify_url=f"{receiver.url}/hooks")  # one transition pair
+    order_id = create_order(
+        area_code="999", notify_url=f"{receiver.url}/hooks"
+    )  # one transition pair
     assert wait_settled(order_id) == "failed"
-    wait_for(lambda: {n.status for n in notifications(order_id)} == {"delivered"}, 30, what="deliveries")
+    wait_for(
+        lambda: {n.status for n in notifications(order_id)} == {"delivered"}, 30, what="deliveries"
+    )
     ids = [r["headers"]["Webhook-Id"] for r in receiver.requests]
     first = notifications(order_id)[0]
     assert ids.count(first.webhook_id) >= 2  # the same id on each retry of one event
@@ -75,7 +103,13 @@ def test_410_stops_notifications_to_that_url(sandbox: Any, receiver: Any) -> Non
     from models.tables import OrderEvent
 
     with session_factory()() as session:
-        event_ids = list(session.scalars(select(OrderEvent.id).where(OrderEvent.order_id == order_id, OrderEvent.from_state.is_not(None)).order_by(OrderEvent.id)))
+        event_ids = list(
+            session.scalars(
+                select(OrderEvent.id)
+                .where(OrderEvent.order_id == order_id, OrderEvent.from_state.is_not(None))
+                .order_by(OrderEvent.id)
+            )
+        )
     assert notify(order_id, event_ids[0]) == "gone"
     assert notify(order_id, event_ids[1]) == "gone"  # not even tried
     assert len(receiver.requests) == 1
