@@ -10,7 +10,8 @@ has no fanout (``supports_fanout = False``): the worker's events reach no queue 
 Flower's ``inspect`` reaches no worker, so Flower shows no workers and no tasks there, and its
 queue-length API supports only AMQP and Redis. What works on both transports, and is tested on
 both: Flower starts, loads our app and its task names, serves its API behind basic auth, and
-sends our tasks by name through the project's broker and routing to a real worker.
+sends our tasks by name through the project's broker and routing to a real worker. The events
+and inspect test brings a Redis of its own, so it runs on both backends too.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RUN_DIR, TEST_ENV
-from tests.fixtures import order_state, wait_for, wait_settled
+from tests.conftest import RUN_DIR
+from tests.fixtures import RedisServer, order_state, wait_for, wait_settled
 from tests.integration.helpers import create_order
 
-ON_REDIS = TEST_ENV["NUMBERS_BROKER_URL"].startswith("redis")
 PLACE = "worker.tasks.place_order"
 
 
@@ -58,8 +58,7 @@ class Flower:
         return str(self.log.read_text(errors="replace"))
 
 
-@pytest.fixture
-def flower() -> Iterator[Flower]:
+def start_flower(env: dict[str, str]) -> Iterator[Flower]:
     port = _free_port()
     password = uuid.uuid4().hex
     log = RUN_DIR / f"flower-{port}.log"
@@ -77,7 +76,7 @@ def flower() -> Iterator[Flower]:
                 # Flower 2 refuses its API without auth (or FLOWER_UNAUTHENTICATED_API).
                 f"--basic-auth=ops:{password}",
             ],
-            env=dict(os.environ),
+            env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -97,6 +96,21 @@ def flower() -> Iterator[Flower]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.fixture
+def flower() -> Iterator[Flower]:
+    """Flower on the suite's own broker (SQLite transport or Redis)."""
+    yield from start_flower(dict(os.environ))
+
+
+@pytest.fixture
+def redis_flower(own_redis: RedisServer) -> Iterator[tuple[Flower, dict[str, str]]]:
+    """Flower on a Redis of the test's own: worker events need a broker with fanout, which the
+    SQLite-backed transport lacks, so this test brings Redis on both backends."""
+    env = {**os.environ, "NUMBERS_BROKER_URL": f"redis://127.0.0.1:{own_redis.port}/0"}
+    for flower in start_flower(env):
+        yield flower, env
 
 
 def _healthy(flower: Flower) -> bool:
@@ -137,15 +151,13 @@ def test_flower_loads_our_app_and_sends_our_tasks_to_a_real_worker(
     assert sandbox.stats("close")["rented"] == 1
 
 
-@pytest.mark.skipif(
-    not ON_REDIS,
-    reason="the SQLite-backed transport has no fanout and keeps bindings per process: Flower "
-    "sees no events and cannot inspect workers (see the module docstring)",
-)
 def test_flower_sees_our_worker_and_task_through_events_and_inspect(
-    sandbox: Any, start_worker: Any, flower: Flower
+    sandbox: Any, start_worker: Any, redis_flower: tuple[Flower, dict[str, str]]
 ) -> None:
-    worker = start_worker()
+    flower, env = redis_flower
+    worker = start_worker(env=env)
+    # Created here (its first message goes to the suite's broker); the worker's sweep finds
+    # the order due and sends it through Flower's Redis.
     order_id = create_order(area_code="415")
     assert wait_settled(order_id) == "fulfilled"
     assert worker.proc is not None

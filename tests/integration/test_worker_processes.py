@@ -4,20 +4,18 @@ mid-call rents nothing twice, and a broker outage delays orders without losing o
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import API_TOKEN, RUN_DIR
-from tests.fixtures import order_state, wait_for, wait_settled
+from tests.fixtures import RedisServer, order_state, wait_for, wait_settled
+from tests.fixtures import spare_port as _spare_port
 from tests.integration.helpers import attempts, create_order, load
 
 
@@ -62,66 +60,6 @@ def test_worker_killed_mid_call_then_restarted_rents_exactly_once(
     stats = sandbox.stats("close")
     assert stats["rented"] == 1 and stats["rent_calls"] == 1
     assert load(order_id).numbers[0].number == stats["numbers"][0]
-
-
-def _spare_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A Redis server of the test's own, on a spare port, that the test stops and starts."""
-
-    def __init__(self, port: int, folder: Path) -> None:
-        self.port = port
-        self.folder = folder
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._up, 10, 0.05, "redis to start")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        wait_for(lambda: not self._up(), 10, 0.05, "redis to stop")
-
-    def _up(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is required for the broker outage test")
-    folder = RUN_DIR / f"redis-{_spare_port()}"
-    folder.mkdir()
-    server = RedisServer(_spare_port(), folder)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
