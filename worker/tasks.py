@@ -22,6 +22,10 @@ from worker.placement import place
 log = structlog.get_logger(__name__)
 S = OrderState
 
+RETURNED: dict[Any, tuple[Any, ...]] = {
+    Order: (Order.id,),
+    Notification: (Notification.id, Notification.order_id, Notification.event_id),
+}
 TASK_OPTIONS: dict[str, Any] = {"bind": True, "ignore_result": True, "acks_late": True}
 
 
@@ -76,45 +80,39 @@ def _slack() -> dt.timedelta:
     return dt.timedelta(seconds=max(2.0, 2 * get_settings().sweep_interval_s))
 
 
+def _take_due(model: Any, due: Any, order_by: Any, values: dict[str, Any], limit: int) -> list[Any]:
+    """Mark up to ``limit`` due rows and return them, in one statement. The condition is
+    checked again by the UPDATE itself, so a row a worker claimed meanwhile is left alone
+    (PostgreSQL re-evaluates it on the latest row version)."""
+    chosen = select(model.id).where(due).order_by(order_by).limit(limit)
+    with session_scope() as session:
+        rows = session.execute(
+            update(model)
+            .where(model.id.in_(chosen), due)
+            .values(**values)
+            .returning(*RETURNED[model])
+            .execution_options(synchronize_session=False)
+        )
+        return list(rows)
+
+
 def poll_overdue_orders(limit: int = 500) -> int:
     now = utcnow()
     due = and_(Order.state == S.WAITING_PROVIDER.value, Order.next_attempt_at <= now)
-    with session_scope() as session:
-        ids = list(
-            session.scalars(
-                select(Order.id).where(due).order_by(Order.next_attempt_at).limit(limit)
-            )
-        )
-        if ids:
-            session.execute(
-                update(Order)
-                .where(Order.id.in_(ids))
-                .values(next_attempt_at=now + _slack() * 3)
-                .execution_options(synchronize_session=False)
-            )
-    for order_id in ids:
-        poll_order.apply_async((order_id,), retry=False)
-    return len(ids)
+    rows = _take_due(
+        Order, due, Order.next_attempt_at, {"next_attempt_at": now + _slack() * 3}, limit
+    )
+    for row in rows:
+        poll_order.apply_async((row.id,), retry=False)
+    return len(rows)
 
 
 def redrive_notifications(limit: int = 500) -> int:
     now = utcnow()
     due = and_(Notification.status == "pending", Notification.next_attempt_at <= now - _slack())
-    with session_scope() as session:
-        rows = list(
-            session.execute(
-                select(Notification.id, Notification.order_id, Notification.event_id)
-                .where(due)
-                .limit(limit)
-            )
-        )
-        if rows:
-            session.execute(
-                update(Notification)
-                .where(Notification.id.in_([r.id for r in rows]))
-                .values(next_attempt_at=now + _slack() * 3)
-                .execution_options(synchronize_session=False)
-            )
+    rows = _take_due(
+        Notification, due, Notification.id, {"next_attempt_at": now + _slack() * 3}, limit
+    )
     for row in rows:
         notify.apply_async((row.order_id, row.event_id), retry=False)
     return len(rows)
@@ -131,22 +129,12 @@ def redrive_due_orders(limit: int = 500) -> int:
             Order.next_attempt_at <= now - slack,  # its wake-up was never delivered
         ),
     )
-    with session_scope() as session:
-        ids = list(
-            session.scalars(
-                select(Order.id).where(due).order_by(Order.next_attempt_at).limit(limit)
-            )
-        )
-        if ids:
-            # Push the next look well out so a long queue is not flooded with duplicates.
-            session.execute(
-                update(Order)
-                .where(Order.id.in_(ids))
-                .values(claim_expires_at=None, claimed_by=None, next_attempt_at=now + slack * 3)
-                .execution_options(synchronize_session=False)
-            )
-    for order_id in ids:
-        place_order.apply_async((order_id,), retry=False)
-    if ids:
-        log.info("sweep.redriven", orders=len(ids))
-    return len(ids)
+    # Push the next look well out so a long queue is not flooded with duplicates; forget a
+    # dead worker's claim (only while it is still expired: the UPDATE checks again).
+    values = {"claim_expires_at": None, "claimed_by": None, "next_attempt_at": now + slack * 3}
+    rows = _take_due(Order, due, Order.next_attempt_at, values, limit)
+    for row in rows:
+        place_order.apply_async((row.id,), retry=False)
+    if rows:
+        log.info("sweep.redriven", orders=len(rows))
+    return len(rows)

@@ -62,8 +62,13 @@ def test_delayed_order_is_completed_by_its_callback(
         ("in_progress", "waiting_provider"),
         ("waiting_provider", "fulfilled"),
     ]
-    stored = deliveries(order_id)
-    assert [d.status for d in stored] == ["processed"]
+    assert len(sandbox.stats("cm")["requests"]) == 1  # one request at the provider, ever
+    stored = wait_for(
+        lambda: (d := deliveries(order_id)) and all(x.status != "received" for x in d) and d,
+        30,
+        what="deliveries processed",
+    )
+    assert [d.status for d in stored] == ["processed"], [(d.status, d.body[:80]) for d in stored]
     assert json.loads(stored[0].body)["status"] == "Accepted"  # the raw body, as sent
     assert "fetch" in [
         a.operation for a in attempts(order_id, None)
