@@ -197,6 +197,7 @@ class Placement:
     unknown: list[Attempt] = field(default_factory=list)
     claimed: bool = False
     released: bool = False
+    last_unavailable: ProviderError | None = None
 
     def __post_init__(self) -> None:
         self.policy = RetryPolicy.from_settings(self.settings)
@@ -325,7 +326,7 @@ class Placement:
             except ProviderError as error:
                 return self._on_error(None, error)
             if candidate is None:
-                return self._give_up("no_candidates", "no available number matches the order")
+                return self._give_up_on_candidates()
         body = self.client.build_request(self.spec, candidate, voice_only=self.voice_only)
         attempt_id = self._begin_attempt(body, candidate)
         started = time.monotonic()
@@ -401,6 +402,7 @@ class Placement:
             return True
         if kind == "unavailable" and candidate is not None:
             self.tried.add(candidate)
+            self.last_unavailable = error
             return True
         with session_scope() as session:
             order = self._order(session)
@@ -453,9 +455,22 @@ class Placement:
             enqueue(session, PLACE_TASK, order.id, countdown=delay)
         return False
 
-    def _give_up(self, code: str, message: str) -> bool:
+    def _give_up_on_candidates(self) -> bool:
+        """No number left to try: say which, and keep the provider's own last word."""
+        gone = self.last_unavailable
+        if self.spec.phone_number:
+            message = f"{self.spec.phone_number} is not available"
+        else:
+            message = "no available number matches the order"
+        error: dict[str, Any] = {"code": "no_candidates", "message": message}
+        if gone is not None:
+            error.update(
+                message=f"{message}: {gone.message}",
+                provider_status=gone.provider_code,
+                http_status=gone.status_code,
+            )
         with session_scope() as session:
-            settle(session, self._order(session), S.FAILED, {"code": code, "message": message})
+            settle(session, self._order(session), S.FAILED, error)
         return False
 
     def _wait_for_resume(

@@ -82,6 +82,8 @@ def test_a_named_number_that_is_gone_fails_with_the_providers_reason(sandbox: An
     order = load(order_id)
     assert order.state == "failed"
     assert order.last_error["code"] == "no_candidates"
+    assert order.last_error["message"].startswith("+14155550000 is not available: ")
+    assert order.last_error["provider_status"] == "phone_number_not_available"
     assert sandbox.stats("signalwire")["rented"] == 0
 
 
