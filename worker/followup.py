@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import structlog
 
@@ -20,7 +22,7 @@ from worker import metrics
 from worker.delayed import apply_request_status
 from worker.orders import spec_of
 from worker.placement import claim, record_call, release
-from worker.providers.base import ProviderError, Purchase
+from worker.providers.base import OrderSpec, ProviderError, Purchase
 from worker.providers.registry import get_client
 
 log = structlog.get_logger(__name__)
@@ -60,14 +62,7 @@ def poll(order_id: str, task_id: str) -> str:
 
 
 def cancel(order_id: str, task_id: str) -> str:
-    settings = get_settings()
-    if not claim(order_id, task_id, settings.claim_ttl_s, WAITING):
-        raise Busy(order_id)
-    try:
-        with session_scope() as session:
-            order = session.get(Order, order_id)
-            assert order is not None
-            spec, request_id = spec_of(order), order.provider_request_id
+    with _claimed(order_id, task_id) as (spec, request_id):
         if request_id is None:
             return "no_request"
         client = get_client(spec.provider)
@@ -78,25 +73,30 @@ def cancel(order_id: str, task_id: str) -> str:
             {"request_id": request_id},
             lambda: client.cancel_request(request_id, spec),
         )
-        _apply(order_id, result)
-        return result.outcome
-    finally:
-        release(order_id, task_id)
+        return _apply(order_id, result)
 
 
-def _refresh(order_id: str, task_id: str, why: str) -> str:
-    settings = get_settings()
-    with session_scope() as session:
-        order = session.get(Order, order_id)
-        if order is None or order.state != OrderState.WAITING_PROVIDER:
-            return "not_waiting"  # settled already: a late or repeated delivery changes nothing
-    if not claim(order_id, task_id, settings.claim_ttl_s, WAITING):
+@contextmanager
+def _claimed(order_id: str, task_id: str) -> Iterator[tuple[OrderSpec, str | None]]:
+    """Hold the waiting order for this task (or raise Busy) and give its spec and request id."""
+    if not claim(order_id, task_id, get_settings().claim_ttl_s, WAITING):
         raise Busy(order_id)
     try:
         with session_scope() as session:
             order = session.get(Order, order_id)
             assert order is not None
             spec, request_id = spec_of(order), order.provider_request_id
+        yield spec, request_id
+    finally:
+        release(order_id, task_id)
+
+
+def _refresh(order_id: str, task_id: str, why: str) -> str:
+    with session_scope() as session:
+        order = session.get(Order, order_id)
+        if order is None or order.state != OrderState.WAITING_PROVIDER:
+            return "not_waiting"  # settled already: a late or repeated delivery changes nothing
+    with _claimed(order_id, task_id) as (spec, request_id):
         if request_id is None:
             return "no_request"
         client = get_client(spec.provider)
@@ -118,8 +118,6 @@ def _refresh(order_id: str, task_id: str, why: str) -> str:
             )
             return "fetch_failed"
         return _apply(order_id, result)
-    finally:
-        release(order_id, task_id)
 
 
 def _apply(order_id: str, result: Purchase) -> str:

@@ -241,3 +241,24 @@ def issues_from_pydantic(exc: Any, prefix: str) -> list[FieldIssue]:
         loc = ".".join(str(p) for p in err["loc"])
         out.append(FieldIssue(f"{prefix}.{loc}" if loc else prefix, err["msg"]))
     return out
+
+
+class HttpAdapter:
+    """What every HTTP adapter shares: one pooled keep-alive client per process, and transport
+    errors classified (did the request leave?) in one place."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: Any, base_url: str, headers: dict[str, str] | None = None) -> None:
+        self._http = http_client(
+            base_url, settings.provider_timeout_s, settings.provider_connect_timeout_s, headers
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise classify_transport_error(self.name, exc) from exc

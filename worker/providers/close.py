@@ -20,13 +20,12 @@ from models.config import Settings
 from worker.providers.base import (
     Acquired,
     FieldIssue,
+    HttpAdapter,
     OrderSpec,
     PermanentProviderError,
     ProviderError,
     Purchase,
     TransientProviderError,
-    classify_transport_error,
-    http_client,
     is_transient,
     issues_from_pydantic,
     json_or_none,
@@ -56,18 +55,15 @@ class CloseOptions(BaseModel):
     bundle_id: str | None = None
 
 
-class CloseClient:
+class CloseClient(HttpAdapter):
     name: ClassVar[str] = NAME
     rents_one_per_call: ClassVar[bool] = True
     needs_candidates: ClassVar[bool] = False
     delayed: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
-        self._http = http_client(
-            settings.close_base_url,
-            settings.provider_timeout_s,
-            settings.provider_connect_timeout_s,
-            {"Authorization": _authorization(settings)},
+        super().__init__(
+            settings, settings.close_base_url, {"Authorization": _authorization(settings)}
         )
 
     @classmethod
@@ -149,9 +145,6 @@ class CloseClient:
     def cancel_request(self, request_id: str, spec: OrderSpec) -> Purchase:
         raise NotImplementedError("close answers at once; there is no request to cancel")
 
-    def close(self) -> None:
-        self._http.close()
-
     def _owned(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         skip = 0
@@ -165,12 +158,6 @@ class CloseClient:
             if not page.get("has_more") or not data:
                 return items
             skip += len(data)
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise classify_transport_error(NAME, exc) from exc
 
 
 def _authorization(settings: Settings) -> str:

@@ -23,13 +23,12 @@ from models.config import Settings
 from worker.providers.base import (
     Acquired,
     FieldIssue,
+    HttpAdapter,
     OrderSpec,
     PermanentProviderError,
     ProviderError,
     Purchase,
     TransientProviderError,
-    classify_transport_error,
-    http_client,
     is_transient,
     issues_from_pydantic,
     json_or_none,
@@ -138,7 +137,7 @@ class CMOptions(BaseModel):
             raise ValueError("must be a uuid") from None
 
 
-class CMClient:
+class CMClient(HttpAdapter):
     name: ClassVar[str] = NAME
     rents_one_per_call: ClassVar[bool] = False
     needs_candidates: ClassVar[bool] = False
@@ -146,12 +145,7 @@ class CMClient:
 
     def __init__(self, settings: Settings) -> None:
         self._account_id = settings.cm_account_id
-        self._http = http_client(
-            settings.cm_base_url,
-            settings.provider_timeout_s,
-            settings.provider_connect_timeout_s,
-            {TOKEN_HEADER: settings.cm_product_token},
-        )
+        super().__init__(settings, settings.cm_base_url, {TOKEN_HEADER: settings.cm_product_token})
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:
@@ -261,9 +255,6 @@ class CMClient:
             return self._read(account, request_id)
         return _with_id(parse_request_object(payload), request_id)
 
-    def close(self) -> None:
-        self._http.close()
-
     # -- helpers ---------------------------------------------------------------------------
 
     def _created(
@@ -317,12 +308,6 @@ class CMClient:
     def _account_for(self, spec: OrderSpec) -> str:
         account = spec.options.get("account_id")
         return account if isinstance(account, str) and account else self._account_id
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise classify_transport_error(NAME, exc) from exc
 
 
 # -- the number request object (shared with the callback handler) ----------------------------

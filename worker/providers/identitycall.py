@@ -22,13 +22,12 @@ from worker.providers.base import (
     Acquired,
     ErrorKind,
     FieldIssue,
+    HttpAdapter,
     OrderSpec,
     PermanentProviderError,
     ProviderError,
     Purchase,
     TransientProviderError,
-    classify_transport_error,
-    http_client,
     is_transient,
     issues_from_pydantic,
     json_or_none,
@@ -89,17 +88,16 @@ class VirtualNumber(BaseModel):
     active: bool | None = None
 
 
-class IdentityCallClient:
+class IdentityCallClient(HttpAdapter):
     name: ClassVar[str] = NAME
     rents_one_per_call: ClassVar[bool] = True
     needs_candidates: ClassVar[bool] = True
     delayed: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
-        self._http = http_client(
+        super().__init__(
+            settings,
             settings.identitycall_base_url,
-            settings.provider_timeout_s,
-            settings.provider_connect_timeout_s,
             {"Authorization": f"Bearer {settings.identitycall_api_key}"},
         )
 
@@ -201,15 +199,6 @@ class IdentityCallClient:
 
     def cancel_request(self, request_id: str, spec: OrderSpec) -> Purchase:
         raise NotImplementedError("identitycall answers at once; there is no request to cancel")
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise classify_transport_error(NAME, exc) from exc
 
 
 def _number_issues(number: str, country: str | None) -> list[FieldIssue]:

@@ -21,13 +21,12 @@ from models.config import Settings
 from worker.providers.base import (
     Acquired,
     FieldIssue,
+    HttpAdapter,
     OrderSpec,
     PermanentProviderError,
     ProviderError,
     Purchase,
     TransientProviderError,
-    classify_transport_error,
-    http_client,
     is_transient,
     json_or_none,
     parse_retry_after,
@@ -119,7 +118,7 @@ class PhoneNumberResponse(BaseModel):
     next_billed_at: str | None
 
 
-class SignalWireClient:
+class SignalWireClient(HttpAdapter):
     name: ClassVar[str] = NAME
     rents_one_per_call: ClassVar[bool] = True
     needs_candidates: ClassVar[bool] = True
@@ -127,11 +126,7 @@ class SignalWireClient:
 
     def __init__(self, settings: Settings) -> None:
         # Seed 002: Basic base64(project_id:token); httpx builds the header from the pair.
-        self._http = http_client(
-            settings.signalwire_base_url,
-            settings.provider_timeout_s,
-            settings.provider_connect_timeout_s,
-        )
+        super().__init__(settings, settings.signalwire_base_url)
         self._http.auth = httpx.BasicAuth(
             settings.signalwire_project_id, settings.signalwire_api_token
         )
@@ -228,9 +223,6 @@ class SignalWireClient:
     def cancel_request(self, request_id: str, spec: OrderSpec) -> Purchase:
         raise NotImplementedError("signalwire answers at once; there is no request to cancel")
 
-    def close(self) -> None:
-        self._http.close()
-
     def _owned(self, number: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         url: str | None = LIST_PATH
@@ -250,12 +242,6 @@ class SignalWireClient:
             # ``links.next`` is an absolute URL carrying the query already.
             url, params = (following, None) if isinstance(following, str) and data else (None, None)
         return items
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise classify_transport_error(NAME, exc) from exc
 
 
 def _purchased(payload: Any) -> Purchase:
