@@ -162,7 +162,11 @@ class Attempt(Base):
     duration_ms: Mapped[float | None]
     number: Mapped[str | None] = mapped_column(String(20))
 
-    __table_args__ = (Index("ix_attempts_provider_started", "provider", "started_at"),)
+    __table_args__ = (
+        Index("ix_attempts_provider_started", "provider", "started_at"),
+        # "Calls and errors per provider in the last hour" reads a time range across providers.
+        Index("ix_attempts_started", "started_at"),
+    )
 
 
 class Number(Base):
