@@ -35,11 +35,13 @@ def web(host: str, port: int, workers: int) -> None:
 
 
 @cli.command()
+# threads: provider calls are I/O; one process shares its pooled HTTP and database
+# connections across its threads. prefork and gevent are left out on purpose: prefork forks
+# after the outbox relay thread has started (its children were seen to stall), and gevent
+# needs monkey-patching before anything imports psycopg, redis or httpx. Scale with several
+# `numbers worker` processes instead (see the README).
 @click.option(
-    "--pool",
-    default="threads",
-    show_default=True,
-    type=click.Choice(["threads", "prefork", "solo", "gevent"]),
+    "--pool", default="threads", show_default=True, type=click.Choice(["threads", "solo"])
 )
 @click.option("--concurrency", "-c", default=8, show_default=True, type=click.IntRange(1, 1000))
 @click.option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -50,6 +51,9 @@ def run_worker(*, pool: str, concurrency: int, beat: bool, queues: str, loglevel
         f"--queues={queues}",
         f"--loglevel={loglevel}",
         "-E",
+        # A node name per process, so that several workers on one host stay distinguishable
+        # to inspect, ping and Flower.
+        f"--hostname=numbers-{os.getpid()}@%h",
     ]
     service = None
     if beat:

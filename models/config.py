@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 5.0
     relay_interval_s: float = 1.0
     max_body_bytes: int = 65536
+    db_pool_size: int = 20
+    # A queued order nobody picked up for this long is published again (its message was lost
+    # with a broker's data); shorter waits are the relay's and the queue's business.
+    redrive_queued_after_s: float = 600.0
 
     @field_validator("api_tokens", "operator_tokens")
     @classmethod

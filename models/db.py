@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.config import get_settings
 
 _engines: dict[tuple[int, str], Engine] = {}
+_factories: dict[tuple[int, str], sessionmaker[Session]] = {}
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -59,17 +60,28 @@ def _create(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # A pool as large as a worker's concurrency keeps its connections instead of opening and
+    # closing overflow ones (a backend fork each on PostgreSQL).
+    size = get_settings().db_pool_size
+    return create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=size)
 
 
 def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+    _factories.clear()
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    """One sessionmaker per process and URL: each new one is a new Session subclass, and
+    SQLAlchemy builds event dispatch for every class it sees (measurable per order)."""
+    url = url or get_settings().database_url
+    key = (os.getpid(), url)
+    factory = _factories.get(key)
+    if factory is None:
+        factory = _factories[key] = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    return factory
 
 
 @contextmanager

@@ -27,8 +27,8 @@ def move(
     return event
 
 
-def record_created(session: Session, order: Order) -> None:
+def record_created(session: Session, order: Order) -> OrderEvent:
     """The first event of every order: it exists, queued."""
-    session.add(
-        OrderEvent(order_id=order.id, from_state=None, to_state=order.state, reason="created")
-    )
+    event = OrderEvent(order_id=order.id, from_state=None, to_state=order.state, reason="created")
+    session.add(event)
+    return event

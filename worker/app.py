@@ -32,8 +32,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "worker.tasks.notify": {"queue": "notifications"},
         },
         "task_publish_retry": False,
+        # Worker events feed Flower; "task-sent" events would cost a second message per publish.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "beat_schedule": {
             "sweep": {"task": "worker.tasks.sweep", "schedule": settings.sweep_interval_s},

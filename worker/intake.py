@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models.states import OrderState
 from models.tables import Order, utcnow
@@ -174,9 +175,12 @@ def submit(session: Session, request: OrderRequest, key: str) -> Submitted:
     session.add(order)
     try:
         session.flush()
-        record_created(session, order)
+        created = record_created(session, order)
         enqueue(session, PLACE_TASK, order.id)
         session.commit()
+        # A new order has no numbers and one event: answer without reading them back.
+        set_committed_value(order, "numbers", [])
+        set_committed_value(order, "events", [created])
     except IntegrityError:
         session.rollback()
         existing = session.scalar(select(Order).where(Order.idempotency_key == key))

@@ -426,7 +426,8 @@ class Placement:
             self._fulfil(session, self._order(session))
 
     def _fulfil(self, session: Session, order: Order) -> None:
-        change_state(session, order, S.FULFILLED, f"{len(order.numbers)} number(s) acquired")
+        # The count is known; reading order.numbers back would cost a query per order.
+        change_state(session, order, S.FULFILLED, f"{expected_numbers(order)} number(s) acquired")
         order.last_error = None
         self._release_in(order)
 

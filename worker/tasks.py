@@ -121,12 +121,17 @@ def redrive_notifications(limit: int = 500) -> int:
 def redrive_due_orders(limit: int = 500) -> int:
     now = utcnow()
     slack = _slack()
+    queued_after = dt.timedelta(seconds=get_settings().redrive_queued_after_s)
     due = and_(
         Order.state.in_([S.QUEUED.value, S.IN_PROGRESS.value]),
         or_(Order.claim_expires_at.is_(None), Order.claim_expires_at < now),
         or_(
             Order.claim_expires_at < now,  # its worker died mid-run
-            Order.next_attempt_at <= now - slack,  # its wake-up was never delivered
+            # A retry's wake-up that was never delivered.
+            and_(Order.state == S.IN_PROGRESS.value, Order.next_attempt_at <= now - slack),
+            # A queued order whose message was lost; a backlog younger than this is just a
+            # queue the workers have not reached yet, and re-sending it would only flood it.
+            and_(Order.state == S.QUEUED.value, Order.next_attempt_at <= now - queued_after),
         ),
     )
     # Push the next look well out so a long queue is not flooded with duplicates; forget a

@@ -57,3 +57,12 @@ def test_waiting_orders_are_polled_when_their_callback_is_overdue() -> None:
     set_order(later, state="waiting_provider", next_attempt_at=utcnow() + dt.timedelta(minutes=5))
     assert poll_overdue_orders() == 1
     assert poll_overdue_orders() == 0
+
+
+def test_a_young_queued_backlog_is_not_republished() -> None:
+    """Orders the workers have not reached yet are a queue, not lost messages."""
+    order_id = create_order(area_code="415")
+    set_order(order_id, next_attempt_at=utcnow() - dt.timedelta(seconds=1))
+    assert redrive_due_orders() == 0
+    set_order(order_id, next_attempt_at=utcnow() - dt.timedelta(seconds=10))
+    assert redrive_due_orders() == 1
