@@ -122,6 +122,9 @@ class Order(Base):
         Index("ix_orders_state_provider", "state", "provider"),
         Index("ix_orders_state_next_attempt", "state", "next_attempt_at"),
         Index("ix_orders_state_created", "state", "created_at"),
+        # List by state, newest first (ids are time-ordered): the first page of a state whose
+        # orders are all old must not walk the whole primary key.
+        Index("ix_orders_state_id", "state", "id"),
         Index("ix_orders_callback_token_hash", "callback_token_hash", unique=True),
     )
 

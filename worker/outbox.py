@@ -7,7 +7,9 @@ A broker outage delays orders; it never drops them (DESIGN.md section 3).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
+import time
 from typing import Any
 
 import structlog
@@ -53,9 +55,67 @@ def _publish_and_mark(ids: list[int], payloads: list[tuple[str, dict[str, Any]]]
     except Exception as exc:  # the broker is down: the relay retries what is left
         log.warning("outbox.publish_failed", error=type(exc).__name__, unsent=len(ids) - len(sent))
     if sent:
-        with session_scope() as session:
-            _mark_sent(session, sent)
+        _marker().add(sent)
     return len(sent)
+
+
+class SentMarker(threading.Thread):
+    """Marks published rows sent in batches, off the request's path: a request or task pays
+    for one transaction, not two. A mark lost with the process only means the relay publishes
+    that task again, which every task tolerates."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        super().__init__(name="outbox-marker", daemon=True)
+        self.interval = interval
+        self._pending: list[int] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def add(self, ids: list[int]) -> None:
+        with self._lock:
+            self._pending.extend(ids)
+        self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            ids, self._pending = self._pending, []
+        if ids:
+            with session_scope() as session:
+                _mark_sent(session, ids)
+
+    def run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            time.sleep(self.interval)  # let a burst gather into one UPDATE
+            try:
+                self.flush()
+            except Exception as exc:  # the relay covers what stays unmarked
+                log.warning("outbox.mark_failed", error=repr(exc))
+
+
+_markers: dict[int, SentMarker] = {}
+_markers_lock = threading.Lock()
+
+
+def _marker() -> SentMarker:
+    """The process's marker thread (a forked child starts its own)."""
+    pid = os.getpid()
+    marker = _markers.get(pid)
+    if marker is None:
+        with _markers_lock:
+            marker = _markers.get(pid)
+            if marker is None:
+                marker = _markers[pid] = SentMarker()
+                marker.start()
+    return marker
+
+
+def flush_marks() -> None:
+    """Mark now what was published (tests, and before the relay looks)."""
+    marker = _markers.get(os.getpid())
+    if marker is not None:
+        marker.flush()
 
 
 def _mark_sent(session: Session, ids: list[int]) -> None:
@@ -79,6 +139,7 @@ def relay_once(limit: int = RELAY_BATCH) -> int:
     Rows stay locked (PostgreSQL: SKIP LOCKED, so relays on several hosts share the work) until
     they are marked sent in the same transaction.
     """
+    flush_marks()
     cutoff = utcnow() - RELAY_MIN_AGE
     with session_scope() as session:
         query = (

@@ -45,6 +45,18 @@ def test_create_answers_202_with_the_order_and_queues_it(api: Any) -> None:
     assert counts() == (1, 1)
 
 
+def test_the_published_outbox_row_is_marked_sent_soon_after(api: Any) -> None:
+    from tests.fixtures import wait_for
+
+    post(api, BODY)
+
+    def marked() -> bool:
+        with session_factory()() as session:
+            return session.scalar(select(OutboxMessage.sent_at)) is not None
+
+    wait_for(marked, 5, 0.05, "the outbox row to be marked sent")
+
+
 @pytest.mark.parametrize("auth", [None, "Bearer nope", "Basic abc", "Bearer "])
 def test_without_a_valid_token_nothing_happens(api: Any, auth: str | None) -> None:
     headers = {"Idempotency-Key": "k", "Content-Type": "application/json"}
