@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from models.db import session_factory
 from models.tables import Order, OutboxMessage, utcnow
 from tests.integration.helpers import create_order, run_placement
+from worker.outbox import flush_marks
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -66,6 +67,7 @@ def test_gauges_match_the_database_and_the_broker(api: Any, sandbox: Any) -> Non
             )
         }
 
+    flush_marks()  # published rows are marked sent by a batching thread: settle that first
     samples = scrape(api)
 
     assert by_db[("queued", "close")] == 3 and by_db[("failed", "close")] == 2
