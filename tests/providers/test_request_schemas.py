@@ -8,16 +8,14 @@ publish tables, from which ``schemas/*.json`` were written by hand.
 from __future__ import annotations
 
 import json
-import re
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
 from models.config import Settings
+from tests.seeds import openapi
 from worker.providers import signalwire
 from worker.providers.base import OrderSpec
 from worker.providers.close import CloseClient
@@ -25,9 +23,7 @@ from worker.providers.cm import CMClient
 from worker.providers.identitycall import IdentityCallClient
 from worker.providers.signalwire import SignalWireClient
 
-SEEDS = Path(__file__).resolve().parents[2] / ".." / "shared" / "seeds"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-FENCE = re.compile(r"^```yaml\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 PROFILE = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 ORDER = "ord_01jschema000000000000000"
 
@@ -40,15 +36,6 @@ SETTINGS = Settings(
     cm_product_token="t",
     cm_account_id="3fa85f64-5717-4562-b3fc-2c963f66afa6",
 )
-
-
-@cache
-def openapi(seed_prefix: str) -> dict[str, Any]:
-    [path] = SEEDS.glob(f"{seed_prefix}_*.txt")
-    match = FENCE.search(path.read_text())
-    assert match, f"no YAML block in {path.name}"
-    document: dict[str, Any] = yaml.safe_load(match.group(1))
-    return document
 
 
 def seed_validator(seed_prefix: str, component: str) -> jsonschema.Draft202012Validator:

@@ -11,53 +11,13 @@ import pytest
 
 from sandbox import SandboxServer
 from tests.sandbox.conftest import CREDS, SIGNALWIRE_PREFIX, fresh_number, stats
+from tests.seeds import required_fields
 
 NUMBERS = "/phone_numbers"
 SEARCH = "/phone_numbers/search"
 
-# Every "required" property of PhoneNumberResponse in seed 002.
-REQUIRED = [
-    "id",
-    "number",
-    "name",
-    "capabilities",
-    "number_type",
-    "e911_address_id",
-    "created_at",
-    "updated_at",
-    "next_billed_at",
-    "call_handler",
-    "calling_handler_resource_id",
-    "call_receive_mode",
-    "call_request_url",
-    "call_request_method",
-    "call_fallback_url",
-    "call_fallback_method",
-    "call_status_callback_url",
-    "call_status_callback_method",
-    "call_laml_application_id",
-    "call_dialogflow_agent_id",
-    "call_relay_topic",
-    "call_relay_topic_status_callback_url",
-    "call_relay_script_url",
-    "call_relay_context",
-    "call_relay_context_status_callback_url",
-    "call_relay_application",
-    "call_relay_connector_id",
-    "call_sip_endpoint_id",
-    "call_verto_resource",
-    "call_video_room_id",
-    "message_handler",
-    "messaging_handler_resource_id",
-    "message_request_url",
-    "message_request_method",
-    "message_fallback_url",
-    "message_fallback_method",
-    "message_laml_application_id",
-    "message_relay_topic",
-    "message_relay_context",
-    "country_code",
-]
+# Every "required" property of PhoneNumberResponse, read from seed 002 itself.
+REQUIRED = required_fields("002", "PhoneNumberResponse")
 
 
 def search(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
