@@ -203,10 +203,18 @@ def test_partial_delivery_is_partially_fulfilled(sandbox: Any, start_worker: Any
     assert order.last_error["code"] == "partial_delivery"
 
 
-def test_operators_list_and_replay_deliveries(api: Any, sandbox: Any, start_worker: Any) -> None:
+def test_operators_list_and_replay_deliveries(
+    api: Any, sandbox: Any, start_worker: Any, monkeypatch: Any
+) -> None:
     import subprocess
     import sys
 
+    from models.config import reset_settings
+
+    # No poll may finish the order before the replayed delivery does: the test is about the
+    # delivery, and a poll would leave it "ignored" (the order already settled).
+    monkeypatch.setenv("NUMBERS_CALLBACK_GRACE_S", "600")
+    reset_settings()
     sandbox.configure(cm_delay_s=60)
     order_id = create_order(**CM, area_code="20")
     from tests.integration.helpers import run_placement
@@ -250,4 +258,9 @@ def test_operators_list_and_replay_deliveries(api: Any, sandbox: Any, start_work
     assert refused.returncode == 2 and "matched no order" in refused.stderr
     start_worker()
     assert wait_settled(order_id) == "fulfilled"
-    assert [d.status for d in deliveries(order_id)] == ["processed"]
+    # The delivery is marked in the commit after the order's.
+    wait_for(
+        lambda: [d.status for d in deliveries(order_id)] == ["processed"],
+        30,
+        what="the replayed delivery to be processed",
+    )
