@@ -64,14 +64,15 @@ def claim(order_id: str, task_id: str, ttl_s: float, states: tuple[str, ...] = W
     """Take the order for this task, atomically. Only one task at a time works an order; a
     claim left by a killed worker expires and the sweep re-drives the order."""
     with session_scope() as session:
-        return claim_in(session, order_id, task_id, ttl_s, states)
+        return claim_in(session, order_id, task_id, ttl_s, states) is not None
 
 
 def claim_in(
     session: Session, order_id: str, task_id: str, ttl_s: float, states: tuple[str, ...] = WORKABLE
-) -> bool:
+) -> Order | None:
+    """Claim and load the order in one statement (UPDATE … RETURNING); None: not ours."""
     now = utcnow()
-    result = session.execute(
+    claimed = session.scalars(
         update(Order)
         .where(
             Order.id == order_id,
@@ -79,9 +80,10 @@ def claim_in(
             or_(Order.claim_expires_at.is_(None), Order.claim_expires_at < now),
         )
         .values(claimed_by=task_id, claim_expires_at=now + dt.timedelta(seconds=ttl_s))
-        .execution_options(synchronize_session=False)
+        .returning(Order)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return claimed.one_or_none()
 
 
 def release(order_id: str, task_id: str) -> None:
@@ -181,6 +183,15 @@ def record_call(
 
 
 @dataclass
+class Prepared:
+    """A purchase whose attempt is committed and whose call is not sent yet."""
+
+    attempt: Attempt
+    body: dict[str, Any]
+    candidate: str | None
+
+
+@dataclass
 class Placement:
     order_id: str
     task_id: str
@@ -195,6 +206,8 @@ class Placement:
     # Numbers still to acquire; kept up to date by every transaction that credits one.
     needed: int = 0
     unknown: list[Attempt] = field(default_factory=list)
+    # The first purchase, committed with the claim when nothing has to be asked first.
+    prepared: Prepared | None = None
     claimed: bool = False
     released: bool = False
     last_unavailable: ProviderError | None = None
@@ -218,14 +231,15 @@ class Placement:
     # -- steps ------------------------------------------------------------------------------
 
     def start(self) -> bool:
-        """Claim the order and mark it in progress, in one transaction. False: nothing to do
-        (claimed elsewhere, settled, provider paused or unusable)."""
+        """Claim the order and mark it in progress, in one transaction; when the first
+        purchase needs nothing asked first, its attempt commits in it too. False: nothing to
+        do (claimed elsewhere, settled, provider paused or unusable)."""
         with session_scope() as session:
-            self.claimed = claim_in(session, self.order_id, self.task_id, self.settings.claim_ttl_s)
-            if not self.claimed:
+            order = claim_in(session, self.order_id, self.task_id, self.settings.claim_ttl_s)
+            self.claimed = order is not None
+            if order is None:
                 log.info("order.not_claimed", order_id=self.order_id)
                 return False
-            order = self._order(session)
             if not self._usable(session, order):
                 self._release_in(order)
                 return False
@@ -236,22 +250,41 @@ class Placement:
             order.next_attempt_at = None
             self.spec = spec_of(order)
             structlog.contextvars.bind_contextvars(provider=order.provider)
-            self.needed = expected_numbers(order) - len(order.numbers)
-            attempts = list(
-                session.scalars(select(Attempt).where(Attempt.order_id == self.order_id))
-            )
-            self.unknown = [
-                a for a in attempts if a.operation == "purchase" and a.outcome in UNSETTLED
-            ]
-            self.voice_only = self.spec.sms is not True and any(
-                a.provider_code == "has-voice-only" for a in attempts
-            )
-            self.tried = {
-                a.number
-                for a in attempts
-                if a.operation == "purchase" and a.outcome == "permanent" and a.number
-            }
+            self._read_history(session, order)
+            self._prepare_first_purchase(session, order)
         return True
+
+    def _read_history(self, session: Session, order: Order) -> None:
+        """What earlier runs left: numbers credited, unknown outcomes, numbers refused. An
+        order never sent to its provider has none (each purchase counts in attempt_count)."""
+        self.needed = expected_numbers(order)
+        if order.attempt_count == 0:
+            return
+        self.needed -= len(order.numbers)
+        attempts = list(session.scalars(select(Attempt).where(Attempt.order_id == self.order_id)))
+        self.unknown = [a for a in attempts if a.operation == "purchase" and a.outcome in UNSETTLED]
+        self.voice_only = self.spec.sms is not True and any(
+            a.provider_code == "has-voice-only" for a in attempts
+        )
+        self.tried = {
+            a.number
+            for a in attempts
+            if a.operation == "purchase" and a.outcome == "permanent" and a.number
+        }
+
+    def _prepare_first_purchase(self, session: Session, order: Order) -> None:
+        """Record the first purchase in the claim's transaction (one commit less per order)
+        unless something must be asked first: unknown outcomes, or candidates to search."""
+        if self.unknown or self.needed <= 0:
+            return
+        candidate = None
+        if self.client.needs_candidates:
+            if not self.spec.phone_number or self.spec.phone_number in self.tried:
+                return
+            candidate = self.spec.phone_number
+        body = self.client.build_request(self.spec, candidate, voice_only=self.voice_only)
+        attempt = self._add_attempt(session, order, body, candidate)
+        self.prepared = Prepared(attempt, body, candidate)
 
     def _usable(self, session: Session, order: Order) -> bool:
         if order.state not in WORKABLE:
@@ -319,51 +352,57 @@ class Placement:
 
     def _rent_one(self) -> bool:
         """One purchase for one number. True: go on with the next number."""
-        candidate = None
-        if self.client.needs_candidates:
-            try:
-                candidate = self._next_candidate()
-            except ProviderError as error:
-                return self._on_error(None, error)
-            if candidate is None:
-                return self._give_up_on_candidates()
-        body = self.client.build_request(self.spec, candidate, voice_only=self.voice_only)
-        attempt_id = self._begin_attempt(body, candidate)
+        purchase = self.prepared
+        self.prepared = None
+        if purchase is None:
+            candidate = None
+            if self.client.needs_candidates:
+                try:
+                    candidate = self._next_candidate()
+                except ProviderError as error:
+                    return self._on_error(None, error)
+                if candidate is None:
+                    return self._give_up_on_candidates()
+            body = self.client.build_request(self.spec, candidate, voice_only=self.voice_only)
+            purchase = Prepared(self._begin_attempt(body, candidate), body, candidate)
         started = time.monotonic()
         try:
-            result = self.client.purchase(body)
+            result = self.client.purchase(purchase.body)
         except ProviderError as error:
-            self._end_attempt(attempt_id, started, error)
-            return self._on_error(attempt_id, error, candidate)
-        return self._on_purchase(attempt_id, started, result, body)
+            self._end_attempt(purchase.attempt, started, error)
+            return self._on_error(purchase.attempt.id, error, purchase.candidate)
+        return self._on_purchase(purchase.attempt, started, result, purchase.body)
 
     def _rent_all(self) -> None:
         """Providers that deliver the whole quantity from one request (cm)."""
-        body = self.client.build_request(self.spec, None)
-        attempt_id = self._begin_attempt(body, None)
+        purchase = self.prepared
+        self.prepared = None
+        if purchase is None:
+            body = self.client.build_request(self.spec, None)
+            purchase = Prepared(self._begin_attempt(body, None), body, None)
+        attempt = purchase.attempt
         started = time.monotonic()
         try:
-            result = self.client.purchase(body)
+            result = self.client.purchase(purchase.body)
         except ProviderError as error:
-            self._end_attempt(attempt_id, started, error)
-            self._on_error(attempt_id, error)
+            self._end_attempt(attempt, started, error)
+            self._on_error(attempt.id, error)
             return
         with session_scope() as session:
             order = self._order(session)
-            attempt = session.get(Attempt, attempt_id)
-            assert attempt is not None
+            session.add(attempt)
             close_attempt(attempt, started, "success")
             apply_request_status(session, order, attempt, result, self.settings)
 
     # -- purchase outcomes ------------------------------------------------------------------
 
     def _on_purchase(
-        self, attempt_id: int, started: float, result: Purchase, body: dict[str, Any]
+        self, attempt: Attempt, started: float, result: Purchase, body: dict[str, Any]
     ) -> bool:
         with session_scope() as session:
             order = self._order(session)
-            attempt = session.get(Attempt, attempt_id)
-            assert attempt is not None
+            # Ours since it was committed: only the task holding the claim writes it.
+            session.add(attempt)
             if result.costs:
                 order.costs = result.costs
             if result.numbers:
@@ -489,35 +528,39 @@ class Placement:
 
     # -- records ----------------------------------------------------------------------------
 
-    def _begin_attempt(self, body: dict[str, Any], candidate: str | None) -> int:
+    def _begin_attempt(self, body: dict[str, Any], candidate: str | None) -> Attempt:
         """Commit the attempt before the call: if we die mid-call, it is found unsettled."""
         with session_scope() as session:
             order = self._order(session)
             # Lost the claim, or an operator cancelled meanwhile: send nothing.
             if order.claimed_by != self.task_id or order.state != S.IN_PROGRESS:
                 raise ClaimLost(self.order_id)
-            order.claim_expires_at = utcnow() + dt.timedelta(seconds=self.settings.claim_ttl_s)
-            order.attempt_count += 1
-            attempt = Attempt(
-                order_id=order.id,
-                provider=order.provider,
-                operation="purchase",
-                request=body,
-                number=candidate,
-            )
-            session.add(attempt)
-            session.flush()
-            return attempt.id
+            return self._add_attempt(session, order, body, candidate)
 
-    def _end_attempt(self, attempt_id: int, started: float, error: ProviderError) -> None:
+    def _add_attempt(
+        self, session: Session, order: Order, body: dict[str, Any], candidate: str | None
+    ) -> Attempt:
+        order.claim_expires_at = utcnow() + dt.timedelta(seconds=self.settings.claim_ttl_s)
+        order.attempt_count += 1
+        attempt = Attempt(
+            order_id=order.id,
+            provider=order.provider,
+            operation="purchase",
+            request=body,
+            number=candidate,
+        )
+        session.add(attempt)
+        session.flush()  # its id, for the log and the numbers it will credit
+        return attempt
+
+    def _end_attempt(self, attempt: Attempt, started: float, error: ProviderError) -> None:
         outcome = (
             "ambiguous"
             if type(error).__name__ == "AmbiguousOutcome"
             else ("transient" if error.kind == "transient" else "permanent")
         )
         with session_scope() as session:
-            attempt = session.get(Attempt, attempt_id)
-            assert attempt is not None
+            session.add(attempt)
             close_attempt(attempt, started, outcome, error=error)
 
     def _call(self, operation: str, request: Any, fn: Callable[[], T]) -> T:

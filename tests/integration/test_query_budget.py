@@ -22,9 +22,10 @@ from tests.integration.helpers import create_order, load, run_placement
 from worker.outbox import flush_marks
 
 # Today's figures (PostgreSQL and SQLite alike, BEGIN statements not counted): see RESULTS.md.
-PLACEMENT_MAX_STATEMENTS = 22  # measured 20
+PLACEMENT_MAX_STATEMENTS = 11  # measured 10
 # Each commit is a WAL flush on PostgreSQL, the bound of orders/s (RESULTS.md): no margin.
-PLACEMENT_MAX_TRANSACTIONS = 3  # measured 3: claim + start, the attempt, outcome + release
+# Rent exactly once needs two: the attempt before the call, its outcome after it.
+PLACEMENT_MAX_TRANSACTIONS = 2  # measured 2: claim + start + attempt, outcome + release
 CREATE_MAX_STATEMENTS = 7  # measured 6 (the answer's lazy loads of numbers and events incl.)
 CREATE_MAX_TRANSACTIONS = 3  # measured 3 begun: order, outbox mark, the answer's read
 
