@@ -346,7 +346,7 @@ def start_workers(
     """``numbers worker`` processes on this host (the first one with ``--beat`` if asked)."""
     args = ["worker", "--pool", pool, "--concurrency", str(concurrency), "-Q", queues]
     args += ["--loglevel", loglevel]
-    # -E (task events) is what `numbers worker` runs with in production: kept.
+    # Task events off, as `numbers worker` runs by default (and as the bare baseline runs).
     procs = [
         stack.spawn(
             f"{name}-{i}", numbers_cmd(*args, *(["--beat"] if beat and i == 0 else [])), env

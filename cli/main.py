@@ -49,11 +49,25 @@ def web(host: str, port: int, workers: int) -> None:
 )
 @click.option("--queues", "-Q", default="orders,callbacks,notifications", show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(pool: str, concurrency: int, beat: bool, queues: str, loglevel: str) -> None:
+@click.option(
+    "--events/--no-events",
+    default=False,
+    help="Send task events from the start (Flower turns them on by itself within seconds).",
+)
+def worker(
+    pool: str, concurrency: int, beat: bool, queues: str, loglevel: str, events: bool
+) -> None:
     """Run a Celery worker (stops cleanly on SIGTERM: finishes running tasks)."""
     from cli.serve import run_worker
 
-    run_worker(pool=pool, concurrency=concurrency, beat=beat, queues=queues, loglevel=loglevel)
+    run_worker(
+        pool=pool,
+        concurrency=concurrency,
+        beat=beat,
+        queues=queues,
+        loglevel=loglevel,
+        events=events,
+    )
 
 
 @cli.command()

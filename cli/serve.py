@@ -41,7 +41,9 @@ def run_gunicorn(host: str, port: int, workers: int) -> None:
 SCHEDULER = "celery.beat:Scheduler"
 
 
-def run_worker(*, pool: str, concurrency: int, beat: bool, queues: str, loglevel: str) -> None:
+def run_worker(
+    *, pool: str, concurrency: int, beat: bool, queues: str, loglevel: str, events: bool = False
+) -> None:
     from worker import app
 
     argv = [
@@ -50,11 +52,14 @@ def run_worker(*, pool: str, concurrency: int, beat: bool, queues: str, loglevel
         f"--concurrency={concurrency}",
         f"--queues={queues}",
         f"--loglevel={loglevel}",
-        "-E",
         # A node name per process, so that several workers on one host stay distinguishable
         # to inspect, ping and Flower.
         f"--hostname=numbers-{os.getpid()}@%h",
     ]
+    if events:
+        # Off by default: three event messages per task, for nobody when no monitor listens.
+        # Flower broadcasts enable_events every few seconds, so it sees workers started either way.
+        argv.append("--task-events")
     service = None
     if beat:
         # Beat as a thread of this process, not Celery's forked -B process: a fork taken while

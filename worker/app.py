@@ -32,8 +32,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "worker.tasks.notify": {"queue": "notifications"},
         },
         "task_publish_retry": False,
-        # Worker events feed Flower; "task-sent" events would cost a second message per publish.
-        "worker_send_task_events": True,
+        # Task events cost three messages per task: off until a monitor asks (Flower broadcasts
+        # enable_events every few seconds; `numbers worker --events` starts with them on).
+        # "task-sent" events would cost a second message per publish.
+        "worker_send_task_events": False,
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "beat_schedule": {

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from models.ids import new_id
 from models.states import OrderState
 from models.tables import Order, utcnow
 from models.transitions import record_created
@@ -155,7 +156,9 @@ def submit(session: Session, request: OrderRequest, key: str) -> Submitted:
     """Store the order and its enqueue together. The UNIQUE key, not a lookup, decides who
     wins a race of identical POSTs; the losers get the winner's order."""
     fingerprint = request.fingerprint()
+    # The id is known before the INSERT: the order, its event and its outbox row go in one flush.
     order = Order(
+        id=new_id("ord"),
         idempotency_key=key,
         request_hash=fingerprint,
         provider=request.provider,
@@ -173,10 +176,9 @@ def submit(session: Session, request: OrderRequest, key: str) -> Submitted:
         next_attempt_at=utcnow(),
     )
     session.add(order)
+    created = record_created(session, order)
+    enqueue(session, PLACE_TASK, order.id)
     try:
-        session.flush()
-        created = record_created(session, order)
-        enqueue(session, PLACE_TASK, order.id)
         session.commit()
         # A new order has no numbers and one event: answer without reading them back.
         set_committed_value(order, "numbers", [])
