@@ -63,7 +63,8 @@ app.conf.update(celery_config(get_settings()))
 
 class OutboxRelayStep(bootsteps.StartStopStep):
     """Runs the outbox relay beside the consumer, in the worker's main process, so that orders
-    committed while the broker was down are published once it is back."""
+    committed while the broker was down are published once it is back; and builds the
+    provider clients before the first task."""
 
     requires = frozenset({"celery.worker.components:Timer"})
 
@@ -72,7 +73,9 @@ class OutboxRelayStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         from worker.outbox import RelayThread
+        from worker.providers.registry import warm_up
 
+        warm_up()
         self.relay = RelayThread(get_settings().relay_interval_s)
         self.relay.start()
 

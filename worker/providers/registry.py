@@ -66,6 +66,16 @@ def get_client(name: str, settings: Settings | None = None) -> Provider:
     return client
 
 
+def warm_up(settings: Settings | None = None) -> list[str]:
+    """Build the pooled client of every configured provider now, not in the first task: the
+    first order of a fresh worker then pays no setup (httpx loads its transport lazily)."""
+    settings = settings or get_settings()
+    ready = [name for name in PROVIDERS if is_configured(name, settings)]
+    for name in ready:
+        get_client(name, settings)
+    return ready
+
+
 def reset_clients() -> None:
     with _lock:
         for client in _clients.values():
