@@ -208,6 +208,8 @@ class Placement:
     unknown: list[Attempt] = field(default_factory=list)
     # The first purchase, committed with the claim when nothing has to be asked first.
     prepared: Prepared | None = None
+    # The order as this run last wrote it (see ``_order``).
+    order: Order | None = None
     claimed: bool = False
     released: bool = False
     last_unavailable: ProviderError | None = None
@@ -240,6 +242,7 @@ class Placement:
             if order is None:
                 log.info("order.not_claimed", order_id=self.order_id)
                 return False
+            self.order = order
             if not self._usable(session, order):
                 self._release_in(order)
                 return False
@@ -587,7 +590,20 @@ class Placement:
         return self._call("search", {"limit": limit}, lambda: self.client.search(self.spec, limit))
 
     def _order(self, session: Session) -> Order:
+        """The order, for one more transaction of this run. While the claim is ours (checked
+        under a row lock) nobody else writes the order, so the object this run last wrote is
+        taken back instead of read again: the widest row of the hot path, JSON columns and
+        all. A claim lost meanwhile means a fresh read."""
+        held = self.order
+        if held is not None and _claimed_by(session, self.order_id) == self.task_id:
+            session.add(held)
+            return held
         order = session.get(Order, self.order_id)
         if order is None:
             raise LookupError(self.order_id)
+        self.order = order
         return order
+
+
+def _claimed_by(session: Session, order_id: str) -> str | None:
+    return session.scalar(select(Order.claimed_by).where(Order.id == order_id).with_for_update())

@@ -226,3 +226,35 @@ def test_numbers_owned_before_the_attempt_are_never_credited(sandbox: Any) -> No
     assert a.state == b.state == "fulfilled"
     assert a.numbers[0].number != b.numbers[0].number
     assert sandbox.stats("close")["rented"] == 2
+
+
+def test_a_claim_lost_during_the_call_stops_the_run_after_recording_the_answer(
+    sandbox: Any,
+) -> None:
+    """A worker stalled past its claim: the sweep lets another task take the order. The stalled
+    run still records what its call rented, and sends nothing more."""
+    import threading
+
+    from sqlalchemy import update
+
+    from models.db import session_scope
+    from models.tables import Order
+    from tests.fixtures import wait_for
+
+    sandbox.faults("close", {"kind": "delay", "seconds": 1.0})
+    order_id = create_order(area_code="415", quantity=2)
+    run = threading.Thread(target=run_placement, args=(order_id,))
+    run.start()
+    wait_for(lambda: attempts(order_id), 10, 0.02, what="the first purchase to be sent")
+    with session_scope() as session:
+        session.execute(
+            update(Order)
+            .where(Order.id == order_id)
+            .values(claimed_by="another-task", claim_expires_at=utcnow() + dt.timedelta(minutes=1))
+        )
+    run.join(20)
+    order = load(order_id)
+    assert [a.outcome for a in attempts(order_id)] == ["success"]  # the answer is kept
+    assert len(order.numbers) == 1 and order.state == "in_progress"
+    assert order.claimed_by == "another-task"  # the new holder's claim is left alone
+    assert sandbox.stats("close")["rent_calls"] == 1  # and nothing more was sent
