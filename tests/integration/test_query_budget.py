@@ -36,7 +36,7 @@ class SqlCount:
     begins: int = 0
     commits: int = 0
     rollbacks: int = 0
-    # Pool checkouts: with pool_pre_ping (models.db) each one is also a round trip.
+    # Pool checkouts: a connection idle past models.db.PING_IF_IDLE_S is pinged first.
     checkouts: int = 0
 
     @property
