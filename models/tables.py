@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -64,6 +65,14 @@ def _hash_of_token(context: Any) -> str:
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """The model's Table, for Core statements built once on a hot path (to the type checker
+    ``__table__`` is any FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class Order(Base):

@@ -27,8 +27,12 @@ def move(
     return event
 
 
-def record_created(session: Session, order: Order) -> OrderEvent:
-    """The first event of every order: it exists, queued."""
-    event = OrderEvent(order_id=order.id, from_state=None, to_state=order.state, reason="created")
-    session.add(event)
-    return event
+def created_event(order: Order) -> OrderEvent:
+    """The first event of every order: it exists, queued. Written with the order itself."""
+    return OrderEvent(
+        order_id=order.id,
+        at=order.created_at,
+        from_state=None,
+        to_state=order.state,
+        reason="created",
+    )

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from models.config import get_settings
 from models.states import OrderState
-from models.tables import Attempt, Number, Order, ProviderState, utcnow
+from models.tables import Attempt, Number, Order, ProviderState, table_of, utcnow
 from models.transitions import move
 from worker.providers.base import Acquired, OrderSpec
 
@@ -112,7 +112,7 @@ def credit_numbers(
         # The rows it refers to are committed already: pending changes (the attempt's outcome)
         # can wait for the commit and go out as one UPDATE.
         with session.no_autoflush:
-            number_id = session.scalar(_insert_unless_held(session).values(**row))
+            number_id = session.scalar(_insert_unless_held(session), row)
         if number_id is None:
             continue  # another order (or this one, on a repeated delivery) holds it
         if attempt is not None:
@@ -122,13 +122,20 @@ def credit_numbers(
     return credited
 
 
+_CREDIT: dict[str, Any] = {}  # dialect name -> the statement
+
+
 def _insert_unless_held(session: Session) -> Any:
     """``INSERT … ON CONFLICT (provider, number) DO NOTHING RETURNING id``: one statement where
-    a savepoint around a plain INSERT would cost three (both backends speak it)."""
+    a savepoint around a plain INSERT would cost three (both backends speak it). Built once
+    per dialect; only its parameters change."""
     dialect = session.get_bind().dialect.name
-    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-    return (
-        insert(Number)
-        .on_conflict_do_nothing(index_elements=["provider", "number"])
-        .returning(Number.id)
-    )
+    statement = _CREDIT.get(dialect)
+    if statement is None:
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        statement = _CREDIT[dialect] = (
+            insert(table_of(Number))
+            .on_conflict_do_nothing(index_elements=["provider", "number"])
+            .returning(Number.id)
+        )
+    return statement

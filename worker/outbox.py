@@ -13,32 +13,38 @@ import time
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from models.db import session_scope
-from models.tables import OutboxMessage, utcnow
+from models.tables import OutboxMessage, table_of, utcnow
 
 log = structlog.get_logger(__name__)
 
 # The relay leaves rows this young to the after-commit publisher, so a task is rarely sent twice.
 RELAY_MIN_AGE = dt.timedelta(seconds=2)
 RELAY_BATCH = 200
+OUTBOX_INSERT = insert(table_of(OutboxMessage)).returning(OutboxMessage.id)
 
 
 def enqueue(session: Session, task: str, *args: Any, countdown: float | None = None) -> None:
-    """Write the wish to run ``task(*args)``; it is published after ``session`` commits."""
-    message = OutboxMessage(task=task, args={"args": list(args), "countdown": countdown})
-    session.add(message)
-    session.info.setdefault("outbox", []).append(message)
+    """Write the wish to run ``task(*args)``; it is published after ``session`` commits.
+
+    One INSERT … RETURNING id, not an ORM object: the row is never read back or changed in
+    this transaction, and the unit of work around it cost more than the statement."""
+    payload = {"args": list(args), "countdown": countdown}
+    message_id = session.scalar(
+        OUTBOX_INSERT, {"task": task, "args": payload, "created_at": utcnow()}
+    )
+    session.info.setdefault("outbox", []).append((message_id, task, payload))
 
 
 @event.listens_for(Session, "after_commit")
 def _publish_after_commit(session: Session) -> None:
     """Enqueue only after commit: a task never sees an order its transaction did not keep."""
-    messages: list[OutboxMessage] = session.info.pop("outbox", [])
+    messages: list[tuple[int, str, dict[str, Any]]] = session.info.pop("outbox", [])
     if messages:
-        _publish_and_mark([m.id for m in messages], [(m.task, m.args or {}) for m in messages])
+        _publish_and_mark([m[0] for m in messages], [(m[1], m[2]) for m in messages])
 
 
 @event.listens_for(Session, "after_soft_rollback")
