@@ -67,7 +67,10 @@ def test_each_new_state_is_posted_signed(sandbox: Any, receiver: Any, start_work
         "from": "in_progress",
         "to": "fulfilled",
     }
-    assert {n.status for n in notifications(order_id)} == {"delivered"}
+    # Each is marked delivered in the commit after the receiver answered.
+    wait_for(
+        lambda: {n.status for n in notifications(order_id)} == {"delivered"}, 30, what="deliveries"
+    )
 
 
 def test_500s_are_retried_with_a_stable_id_and_every_try_recorded(
