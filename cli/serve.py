@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -20,7 +21,11 @@ class _Gunicorn(BaseApplication):
     def load(self) -> Any:
         from webhooks import create_app
 
-        return create_app()
+        app = create_app()
+        # Everything imported so far lives as long as the process: keep it out of the cyclic
+        # collector's scans, whose full passes over it showed as p99 stalls of requests.
+        gc.freeze()
+        return app
 
 
 def run_gunicorn(host: str, port: int, workers: int) -> None:

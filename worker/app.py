@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -76,6 +77,9 @@ class OutboxRelayStep(bootsteps.StartStopStep):
         from worker.providers.registry import warm_up
 
         warm_up()
+        # What startup loaded lives as long as the process: keep it out of the cyclic
+        # collector's full passes.
+        gc.freeze()
         self.relay = RelayThread(get_settings().relay_interval_s)
         self.relay.start()
 

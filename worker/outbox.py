@@ -27,8 +27,15 @@ RELAY_BATCH = 200
 OUTBOX_INSERT = insert(table_of(OutboxMessage)).returning(OutboxMessage.id)
 
 
-def enqueue(session: Session, task: str, *args: Any, countdown: float | None = None) -> None:
-    """Write the wish to run ``task(*args)``; it is published after ``session`` commits.
+def enqueue(
+    session: Session,
+    task: str,
+    *args: Any,
+    countdown: float | None = None,
+    by_relay: bool = False,
+) -> None:
+    """Write the wish to run ``task(*args)``; it is published after ``session`` commits, or
+    with ``by_relay`` left to the relay (within seconds, in batches, off the request path).
 
     One INSERT … RETURNING id, not an ORM object: the row is never read back or changed in
     this transaction, and the unit of work around it cost more than the statement."""
@@ -36,7 +43,8 @@ def enqueue(session: Session, task: str, *args: Any, countdown: float | None = N
     message_id = session.scalar(
         OUTBOX_INSERT, {"task": task, "args": payload, "created_at": utcnow()}
     )
-    session.info.setdefault("outbox", []).append((message_id, task, payload))
+    if not by_relay:
+        session.info.setdefault("outbox", []).append((message_id, task, payload))
 
 
 @event.listens_for(Session, "after_commit")
