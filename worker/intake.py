@@ -15,7 +15,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models.ids import new_id, new_token, token_hash
@@ -212,15 +212,22 @@ def _new_order(request: OrderRequest, key: str, fingerprint: str) -> Order:
     )
 
 
-def _columns(row: Any) -> dict[str, Any]:
+def _columns(row: Order | OrderEvent) -> dict[str, Any]:
     """The column values set on an unsaved mapped object, by column name."""
-    mapper = inspect(type(row))
     return {
-        column.key: getattr(row, attr.key)
-        for attr in mapper.column_attrs
-        for column in attr.columns
-        if attr.key in row.__dict__
+        column: getattr(row, attribute)
+        for attribute, column in _COLUMN_NAMES[type(row)]
+        if attribute in row.__dict__
     }
+
+
+def _column_names(model: type[Order] | type[OrderEvent]) -> tuple[tuple[str, str], ...]:
+    """(attribute, column) of every mapped column: ``metadata_`` is stored as ``metadata``."""
+    mapper: Mapper[Any] = inspect(model)
+    return tuple((attr.key, column.key) for attr in mapper.column_attrs for column in attr.columns)
+
+
+_COLUMN_NAMES = {model: _column_names(model) for model in (Order, OrderEvent)}
 
 
 def _issue(error: Any) -> FieldIssue:
