@@ -108,12 +108,17 @@ if __name__ == "__main__":
 # Where the CPU goes, by component (inclusive: a sample counts in every component on its stack).
 COMPONENTS = {
     "task body (worker.placement.place)": "place (worker/placement.py",
+    "  claim + start + first attempt (one transaction)": "Placement.start (",
+    "    claim: UPDATE … RETURNING the order": "claim_in (worker/placement.py",
+    "  outcome + release (one transaction)": "Placement._on_purchase (",
+    "    claim check (SELECT claimed_by … FOR UPDATE)": "_claimed_by (",
     "  ORM flush (INSERT/UPDATE of changed objects)": "Session._flush",
     "  ORM session.get (load by primary key)": "Session.get (",
     "  ORM lazy loads (order.numbers ...)": "_emit_lazyload",
     "  commit (incl. after-commit hooks)": "SessionTransaction.commit",
     "  new sessionmaker + Session subclass per session": "update_subclass",
     "  pool checkout pre-ping (SELECT 1)": "_do_ping_w_event",
+    "  idle-connection ping (models.db)": "_checked_out (",
     "  provider call (httpx)": "httpx/",
     "  prometheus metrics": "prometheus_client",
     "Celery consumer loop (main thread)": "asynloop",
