@@ -26,3 +26,9 @@ def new_token() -> str:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def storable(text: str) -> bool:
+    """PostgreSQL text cannot hold a NUL character (SQLite can): a string with one is refused
+    at the edge, or can never match a stored value, on either backend alike."""
+    return "\x00" not in text

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from models.ids import storable
 from models.serialize import order_json
 from models.states import OrderState
 from models.tables import Order
@@ -85,11 +86,13 @@ def cancel_order(order_id: str) -> tuple[Response, int]:
 def _load(order_id: str) -> Order:
     session = db()
     session.expire_all()
-    order = session.scalar(
-        select(Order)
-        .where(Order.id == order_id)
-        .options(selectinload(Order.numbers), selectinload(Order.events))
-    )
+    order = None
+    if storable(order_id):
+        order = session.scalar(
+            select(Order)
+            .where(Order.id == order_id)
+            .options(selectinload(Order.numbers), selectinload(Order.events))
+        )
     if order is None:
         raise ApiError(404, "not_found", f"no order with id {order_id!r}")
     return order
@@ -108,8 +111,11 @@ def _list_query(args: Any) -> tuple[Any, int]:
         if provider not in PROVIDERS:
             issues.append(FieldIssue("provider", f"one of {', '.join(PROVIDERS)}"))
         query = query.where(Order.provider == provider)
-    if args.get("reference") is not None:
-        query = query.where(Order.reference == args["reference"])
+    reference = args.get("reference")
+    if reference is not None:
+        if not storable(reference):
+            issues.append(FieldIssue("reference", "must not contain NUL characters"))
+        query = query.where(Order.reference == reference)
     limit = _limit(args.get("limit"), issues)
     cursor = args.get("cursor")
     if cursor is not None:

@@ -44,10 +44,12 @@ def receive(provider: str, token: str) -> tuple[Response, int]:
     session = db()
     order_id = _order_for(provider, token)
     status = "received" if order_id else "unknown_token"
+    # Kept for operators as it came, but a NUL cannot be stored: shown escaped.
+    provider = provider.replace("\x00", "\\x00")[:32]
     delivery_id = session.scalar(
         DELIVERY_INSERT,
         {
-            "provider": provider[:32],
+            "provider": provider,
             "order_id": order_id,
             "received_at": utcnow(),
             "headers": redacted_headers(),
@@ -60,7 +62,7 @@ def receive(provider: str, token: str) -> tuple[Response, int]:
         # request a quarter of its CPU. The relay sends it.
         enqueue(session, PROCESS_TASK, delivery_id, by_relay=True)
     session.commit()
-    metrics.count_webhook_delivery(provider[:32], status)
+    metrics.count_webhook_delivery(provider, status)
     if order_id is None:
         return jsonify({"error": "not_found", "message": "no order for this callback URL"}), 404
     return jsonify({"status": "received", "delivery": delivery_id}), 202

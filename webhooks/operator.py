@@ -39,6 +39,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.db import session_factory
+from models.ids import storable
 from models.serialize import iso
 from models.states import CANCELLABLE, RETRYABLE, IllegalTransition, OrderState
 from models.tables import Attempt, Order, OrderEvent, utcnow
@@ -236,7 +237,7 @@ def resume(name: str) -> Any:
 def _act(order_id: str, action: Callable[..., None], done: str) -> Any:
     stuck_after, _ = _stuck_after(request.form.get("stuck_after"))
     session_ = db()
-    order = session_.get(Order, order_id)
+    order = session_.get(Order, order_id) if storable(order_id) else None
     if order is None:
         session_.rollback()
         return _render(stuck_after, error=f"no order with id {order_id!r}", status=404)
@@ -360,6 +361,8 @@ def _latest(s: Session, now: dt.datetime) -> list[OrderRow]:
 
 
 def _lookup(s: Session, now: dt.datetime, key: str) -> dict[str, Any]:
+    if not storable(key):
+        return {"missing": key}
     order = s.get(Order, key) or s.scalar(
         select(Order).where(Order.reference == key).order_by(Order.id.desc()).limit(1)
     )

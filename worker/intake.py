@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models.ids import new_id, new_token, token_hash
+from models.ids import new_id, new_token, storable, token_hash
 from models.states import OrderState
 from models.tables import Order, OrderEvent, table_of, utcnow
 from models.transitions import created_event
@@ -79,6 +79,13 @@ class OrderRequest(BaseModel):
             raise ValueError(f"not a phone number: {exc}") from None
         if not phonenumbers.is_possible_number(parsed):
             raise ValueError("not a possible phone number for its country")
+        return value
+
+    @field_validator("reference", "notify_url")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        if value is not None and not storable(value):
+            raise ValueError("must not contain NUL characters")
         return value
 
     @field_validator("notify_url")
@@ -235,4 +242,6 @@ def _issue(error: Any) -> FieldIssue:
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown field"
+    elif error["type"] == "value_error":
+        message = str(error["ctx"]["error"])  # our validator's own words, without "Value error, "
     return FieldIssue(loc, message)

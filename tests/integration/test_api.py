@@ -101,6 +101,9 @@ def test_missing_idempotency_key_is_422(api: Any) -> None:
         ({"surprise": 1}, "surprise"),
         ({"area_code": "123456"}, "area_code"),
         ({"options": {"sharing": "team"}}, "options.sharing"),
+        # PostgreSQL text cannot hold NUL: refused on both backends, never a 500.
+        ({"reference": "a\x00b"}, "reference"),
+        ({"notify_url": "https://upstream.example/\x00"}, "notify_url"),
     ],
 )
 def test_invalid_fields_are_named_one_error_each(
@@ -281,3 +284,16 @@ def test_unknown_routes_and_methods_answer_json(api: Any) -> None:
     assert api.get("/v1/nothing").status_code == 404
     wrong = api.delete("/v1/orders")
     assert wrong.status_code == 405 and wrong.get_json()["error"]
+
+
+def test_nul_characters_in_ids_and_filters_get_a_4xx(api: Any) -> None:
+    """A NUL can never match a stored value: 404 for an id, 422 for a filter, never a 500."""
+    for path in ("/v1/orders/ord_%00x", "/v1/orders/ord_%00x/cancel"):
+        method = api.post if path.endswith("cancel") else api.get
+        response = method(path)
+        assert response.status_code == 404 and response.get_json()["error"] == "not_found", path
+    response = api.get("/v1/orders?reference=a%00b")
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [
+        {"field": "reference", "message": "must not contain NUL characters"}
+    ]

@@ -125,6 +125,13 @@ def test_wrong_token_is_404_and_changes_no_order(api: Any, sandbox: Any) -> None
     assert all(d.order_id is None for d in stored)
 
 
+def test_a_nul_in_the_callback_url_is_stored_escaped_and_answered_404(api: Any) -> None:
+    response = api.post("/webhooks/c%00m/token", data=b"{}")
+    assert response.status_code == 404
+    (stored,) = deliveries()
+    assert (stored.provider, stored.status) == ("c\\x00m", "unknown_token")
+
+
 def test_deliveries_are_stored_raw_with_secrets_redacted(api: Any) -> None:
     order_id = create_order(**CM, area_code="20")
     body = b"\x00not json at all\xff"

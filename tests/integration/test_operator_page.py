@@ -237,6 +237,7 @@ def test_looking_up_an_order_shows_its_events_and_provider_calls(
     block = section(page(operator, f"?order={order_id}"), "lookup")
     assert order_id in block and "picked up by a worker" in block and "purchase" in block
     assert "No order" in section(page(operator, "?order=ord_nope"), "lookup")
+    assert "No order" in section(page(operator, "?order=ord_%00x"), "lookup")  # never a 500
 
 
 def test_the_page_never_shows_a_secret(operator: Any, sandbox: Any) -> None:
@@ -293,6 +294,7 @@ def test_a_refused_action_shows_why_with_409_and_changes_nothing(
     assert "only failed or needs_action orders can be retried" in response.get_data(as_text=True)
     assert load(order_id).state == "queued"
     assert post(operator, "/operator/orders/ord_nope/cancel").status_code == 404
+    assert post(operator, "/operator/orders/ord_%00x/retry").status_code == 404
 
 
 def test_cancel_cancels_a_failed_order(operator: Any, sandbox: Any) -> None:
