@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import structlog
+from sqlalchemy import update
 
 from models.config import get_settings
 from models.db import session_scope
@@ -44,16 +45,36 @@ def process_callback(delivery_id: int, task_id: str) -> str:
             or delivery.order_id is None
         ):
             return "skipped"
-        order_id, malformed = delivery.order_id, _malformed(delivery.body)
+        order_id, provider = delivery.order_id, delivery.provider
+        malformed = _malformed(delivery.body)
     result = _refresh(order_id, task_id, "callback")
-    with session_scope() as session:
-        delivery = session.get(WebhookDelivery, delivery_id)
-        assert delivery is not None
-        delivery.status = "ignored" if result in ("not_waiting", "no_request") else "processed"
-        metrics.count_webhook_delivery(delivery.provider, delivery.status)
-        delivery.processed_at = utcnow()
-        delivery.error = malformed
+    status = "ignored" if result in ("not_waiting", "no_request") else "processed"
+    if _mark(delivery_id, status, malformed):
+        metrics.count_webhook_delivery(provider, status)
     return result
+
+
+# Two runs of one delivery (a replay, a task delivered twice) can overlap and finish in either
+# order; the one that applied it settles what the delivery says: "processed" outranks
+# "ignored", and nothing overwrites "processed".
+_MARKABLE = {
+    "processed": ("received", "failed", "ignored"),
+    "ignored": ("received", "failed"),
+}
+
+
+def _mark(delivery_id: int, status: str, error: str | None) -> bool:
+    with session_scope() as session:
+        marked = session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.status.in_(_MARKABLE[status]),
+            )
+            .values(status=status, processed_at=utcnow(), error=error)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(marked.rowcount)  # type: ignore[attr-defined]
 
 
 def poll(order_id: str, task_id: str) -> str:

@@ -210,6 +210,60 @@ def test_partial_delivery_is_partially_fulfilled(sandbox: Any, start_worker: Any
     assert order.last_error["code"] == "partial_delivery"
 
 
+def _lose_callback_tasks() -> None:
+    """The processing tasks were published and lost: their outbox rows are sent, the queue
+    is empty (the relay publishes callback tasks, so a purge alone would lose nothing)."""
+    from sqlalchemy import update
+
+    from models.tables import OutboxMessage, utcnow
+    from worker.app import app
+
+    with session_factory()() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.task == "worker.tasks.process_callback")
+            .values(sent_at=utcnow())
+        )
+        session.commit()
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("callbacks")
+
+
+def test_two_overlapping_runs_of_one_delivery_leave_it_processed(
+    api: Any, sandbox: Any, monkeypatch: Any
+) -> None:
+    """A replay, or a task delivered twice, runs while the first run is still at work: the run
+    that applied the callback has the last word, whichever finishes last."""
+    from models.config import reset_settings
+    from tests.integration.helpers import run_placement
+    from worker import followup
+
+    monkeypatch.setenv("NUMBERS_CALLBACK_GRACE_S", "600")
+    reset_settings()
+    sandbox.configure(cm_delay_s=60)
+    order_id = create_order(**CM, area_code="20")
+    run_placement(order_id)
+    assert api.post(f"/webhooks/cm/{token_of(order_id)}", data=b"{}").status_code == 202
+    _lose_callback_tasks()
+    (delivery,) = deliveries(order_id)
+    request_id = load(order_id).provider_request_id
+    sandbox.http.post(
+        f"/_sandbox/cm/{request_id}/status", json={"status": "Accepted"}
+    ).raise_for_status()
+
+    refresh = followup._refresh
+
+    def the_other_run_finishes_first(order_id: str, task_id: str, why: str) -> str:
+        monkeypatch.setattr(followup, "_refresh", refresh)
+        assert followup.process_callback(delivery.id, "second-run") == "applied"
+        return refresh(order_id, task_id, why)  # the order is settled now: "not_waiting"
+
+    monkeypatch.setattr(followup, "_refresh", the_other_run_finishes_first)
+    assert followup.process_callback(delivery.id, "first-run") == "not_waiting"
+    assert order_state(order_id) == "fulfilled"
+    assert [d.status for d in deliveries(order_id)] == ["processed"]
+
+
 def test_operators_list_and_replay_deliveries(
     api: Any, sandbox: Any, start_worker: Any, monkeypatch: Any
 ) -> None:
@@ -230,10 +284,7 @@ def test_operators_list_and_replay_deliveries(
     assert order_state(order_id) == "waiting_provider"
     api.post(f"/webhooks/cm/{token_of(order_id)}", data=b"{}")
     api.post("/webhooks/cm/bogus", data=b"{}")
-    from worker.app import app
-
-    with app.connection_for_write() as conn:  # the processing task is lost
-        conn.default_channel.queue_purge("callbacks")
+    _lose_callback_tasks()
     listed = subprocess.run(
         [sys.executable, "-m", "cli", "webhooks", "list", "--json"],
         capture_output=True,
