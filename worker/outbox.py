@@ -52,7 +52,10 @@ def _publish_after_commit(session: Session) -> None:
     """Enqueue only after commit: a task never sees an order its transaction did not keep."""
     messages: list[tuple[int, str, dict[str, Any]]] = session.info.pop("outbox", [])
     if messages:
-        _publish_and_mark([m[0] for m in messages], [(m[1], m[2]) for m in messages])
+        _publish_and_mark(
+            [message_id for message_id, _, _ in messages],
+            [(task, payload) for _, task, payload in messages],
+        )
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -415,10 +415,9 @@ def _wait_for(predicate: Any, what: str, timeout: float = 15.0) -> None:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        # While the old page goes away and the new one is not there yet, ask again.
+        with contextlib.suppress(WebDriverException):
             if predicate():
                 return
-        except WebDriverException:  # the old page is going away, the new one not there yet
-            pass
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
