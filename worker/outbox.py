@@ -85,7 +85,10 @@ class SentMarker(threading.Thread):
         super().__init__(name="outbox-marker", daemon=True)
         self.interval = interval
         self._pending: list[int] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _pending; add() never waits for the database
+        # Held from taking a batch until its UPDATE commits, so a flush that returns has seen
+        # every id added before it began marked, whichever thread's UPDATE did it.
+        self._flushing = threading.Lock()
         self._wake = threading.Event()
 
     def add(self, ids: list[int]) -> None:
@@ -94,11 +97,12 @@ class SentMarker(threading.Thread):
         self._wake.set()
 
     def flush(self) -> None:
-        with self._lock:
-            ids, self._pending = self._pending, []
-        if ids:
-            with session_scope() as session:
-                _mark_sent(session, ids)
+        with self._flushing:
+            with self._lock:
+                ids, self._pending = self._pending, []
+            if ids:
+                with session_scope() as session:
+                    _mark_sent(session, ids)
 
     def run(self) -> None:
         while True:
