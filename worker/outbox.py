@@ -25,6 +25,8 @@ log = structlog.get_logger(__name__)
 RELAY_MIN_AGE = dt.timedelta(seconds=2)
 RELAY_BATCH = 200
 OUTBOX_INSERT = insert(table_of(OutboxMessage)).returning(OutboxMessage.id)
+# What a session keeps to publish after it commits: (outbox row id, task name, payload).
+Message = tuple[int, str, dict[str, Any]]
 
 
 def enqueue(
@@ -50,12 +52,9 @@ def enqueue(
 @event.listens_for(Session, "after_commit")
 def _publish_after_commit(session: Session) -> None:
     """Enqueue only after commit: a task never sees an order its transaction did not keep."""
-    messages: list[tuple[int, str, dict[str, Any]]] = session.info.pop("outbox", [])
+    messages: list[Message] = session.info.pop("outbox", [])
     if messages:
-        _publish_and_mark(
-            [message_id for message_id, _, _ in messages],
-            [(task, payload) for _, task, payload in messages],
-        )
+        _publish_and_mark(messages)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -63,17 +62,18 @@ def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
     session.info.pop("outbox", None)
 
 
-def _publish_and_mark(ids: list[int], payloads: list[tuple[str, dict[str, Any]]]) -> int:
+def _publish_and_mark(messages: list[Message]) -> None:
     sent: list[int] = []
     try:
-        for message_id, (task, args) in zip(ids, payloads, strict=True):
-            _publish(task, args)
+        for message_id, task, payload in messages:
+            _publish(task, payload)
             sent.append(message_id)
     except Exception as exc:  # the broker is down: the relay retries what is left
-        log.warning("outbox.publish_failed", error=type(exc).__name__, unsent=len(ids) - len(sent))
+        log.warning(
+            "outbox.publish_failed", error=type(exc).__name__, unsent=len(messages) - len(sent)
+        )
     if sent:
         _marker().add(sent)
-    return len(sent)
 
 
 class SentMarker(threading.Thread):
